@@ -1,0 +1,331 @@
+"""The deployment actor: a bounded inbox, a pool of workers, one HTTP client.
+
+`submit` is synchronous: it checks the breaker, reserves rpm/tpm and puts the
+attempt in the inbox without awaiting, so admission decisions cannot
+interleave. `concurrency` workers take attempts from the inbox; each decodes
+its own request from the attempt's bytes, translates it with the adapter,
+calls the provider, classifies the outcome, and answers the attempt's reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import anyio
+import httpx
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from config import CooldownConfig, Deployment
+
+from ._chat import request_decoder
+from ._exceptions import (
+    CoolingDown,
+    ErrorClass,
+    InboxFull,
+    ProviderError,
+    RateLimited,
+    Stopped,
+    Unsupported,
+)
+from ._limits import Breaker, BreakerState, RateLimiter
+from ._messages import Attempt, Failure, Outcome, Success
+from .providers import Adapter, MockUpstream, adapter_for
+
+logger = logging.getLogger("dispatcher.actor")
+
+_EWMA_WEIGHT: Final = 0.2
+_STOPPED: Final = Failure(
+    error=ErrorClass.CONNECTION, message="deployment stopped", latency_s=0.0, retryable=False
+)
+
+
+class DeploymentStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of an actor's state (what gauges and the router read)."""
+
+    name: str
+    group: str
+    state: BreakerState
+    inbox_used: int
+    inbox_size: int
+    inflight: int
+    concurrency: int
+    cooldown_remaining_s: float
+    latency_ewma_s: float | None
+    rpm_used: float
+    tpm_used: float
+    attempts: int
+    failures: int
+
+
+class DeploymentActor:
+    """One configured deployment. Start it with `await task_group.start(actor.run)`."""
+
+    def __init__(
+        self,
+        spec: Deployment,
+        cooldown: CooldownConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.group = spec.group
+        self.adapter: Adapter = adapter_for(spec)
+        self._transport = transport
+        self._send: MemoryObjectSendStream[Attempt]
+        self._receive: MemoryObjectReceiveStream[Attempt]
+        self._send, self._receive = anyio.create_memory_object_stream[Attempt](spec.inbox)
+        self._limiter = RateLimiter(spec.rpm, spec.tpm, now=0.0)
+        self._breaker = Breaker(cooldown.allowed_fails, cooldown.window_s, cooldown.cooldown_s)
+        self._inflight = 0
+        self._attempts = 0
+        self._failures = 0
+        self._latency: float | None = None
+        self._running = False
+        self._secret = spec.api_key.reveal() if spec.api_key is not None else None
+
+    # -- admission (synchronous) -----------------------------------------
+
+    def submit(self, attempt: Attempt) -> None:
+        """Queue `attempt`, or raise an `Unavailable` saying why not and until when."""
+        if not self._running:
+            raise Stopped(self.name)
+        now = anyio.current_time()
+        if not self._breaker.admit(now):
+            raise CoolingDown(self.name, retry_at=self._breaker.open_until)
+        wait = self._limiter.try_reserve(attempt.tokens, now)
+        if wait:
+            self._breaker.release()
+            raise RateLimited(self.name, retry_at=now + wait)
+        try:
+            self._send.send_nowait(attempt)
+        except anyio.WouldBlock:
+            self._breaker.release()
+            self._limiter.requests.give_back(1)
+            self._limiter.tokens.give_back(attempt.tokens)
+            raise InboxFull(self.name) from None
+
+    def check(self, *, tools: bool, tokens: int) -> None:
+        """Raise `Unsupported` when this deployment cannot take such a request at all."""
+        if tools and not self.spec.supports_tools:
+            raise Unsupported(self.name, f"deployment {self.name!r} does not support tools")
+        limit = self.spec.max_input_tokens
+        if limit is not None and tokens > limit:
+            raise Unsupported(
+                self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}"
+            )
+
+    def available_at(self, now: float) -> float:
+        """When the breaker lets attempts through again (now, if it does)."""
+        return max(now, self._breaker.open_until) if self._breaker.state(now) is BreakerState.OPEN else now
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve the inbox until `close()`; queued attempts are answered, never dropped."""
+        transport = self._transport
+        if transport is None:
+            transport = _transport_for(self.spec)
+        async with httpx.AsyncClient(
+            transport=transport, timeout=httpx.Timeout(self.spec.timeout_s), follow_redirects=False
+        ) as client:
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(self.spec.concurrency):
+                        tg.start_soon(self._worker, client, self._receive.clone())
+                    self._running = True
+                    task_status.started()
+            finally:
+                self._running = False
+                self._answer_leftovers()
+
+    def close(self) -> None:
+        """Stop taking attempts; workers finish what is queued, then `run` returns."""
+        self._running = False
+        self._send.close()
+
+    def _answer_leftovers(self) -> None:
+        # Workers are gone (finished or cancelled): whatever is still queued gets a reply.
+        with self._receive:
+            while True:
+                try:
+                    attempt = self._receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                attempt.reply.set(_STOPPED)
+
+    # -- work --------------------------------------------------------------
+
+    async def _worker(
+        self, client: httpx.AsyncClient, inbox: MemoryObjectReceiveStream[Attempt]
+    ) -> None:
+        async with inbox:
+            async for attempt in inbox:
+                if attempt.reply.abandoned:
+                    self._limiter.tokens.give_back(attempt.tokens)
+                    self._breaker.release()
+                    continue
+                try:
+                    outcome = await self._serve(client, attempt)
+                except BaseException:
+                    attempt.reply.set(_STOPPED)
+                    raise
+                attempt.reply.set(outcome)
+
+    async def _serve(self, client: httpx.AsyncClient, attempt: Attempt) -> Outcome:
+        start = anyio.current_time()
+        deadline = min(attempt.deadline, start + self.spec.timeout_s)
+        self._inflight += 1
+        self._attempts += 1
+        outcome: Outcome | None = None
+        with anyio.CancelScope(deadline=deadline) as scope:
+            attempt.reply.bind(scope)
+            try:
+                outcome = await self._call(client, attempt.payload, start)
+            except ProviderError as exc:
+                outcome = self._failure(exc, start)
+            except Unsupported as exc:
+                outcome = self._failure(ProviderError(ErrorClass.BAD_REQUEST, exc.message), start)
+            except Exception as exc:  # a bug in an adapter must not take the actor down
+                logger.exception("deployment %s: unexpected error", self.name)
+                outcome = self._failure(
+                    ProviderError(ErrorClass.SERVER_ERROR, f"internal error: {type(exc).__name__}"),
+                    start,
+                )
+        self._inflight -= 1
+        now = anyio.current_time()
+        if outcome is None:
+            # Cancelled by the deadline, or abandoned by the supervisor.
+            outcome = Failure(
+                error=ErrorClass.TIMEOUT,
+                message=f"no answer within {now - start:.3f}s",
+                latency_s=now - start,
+                retryable=not attempt.reply.abandoned,
+            )
+        self._record(outcome, attempt.tokens, now)
+        return outcome
+
+    async def _call(self, client: httpx.AsyncClient, payload: bytes, start: float) -> Outcome:
+        request = request_decoder.decode(payload)
+        http = self.adapter.build(request)
+        try:
+            response = await client.post(http.url, content=http.body, headers=http.headers)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None
+        if response.is_success:
+            completion = self.adapter.parse(response.status_code, response.headers, response.content)
+            return Success(
+                response=completion,
+                latency_s=anyio.current_time() - start,
+                dropped_params=http.dropped_params,
+            )
+        raise self.adapter.classify(response.status_code, response.headers, response.content)
+
+    def _failure(self, exc: ProviderError, start: float) -> Failure:
+        message = exc.message
+        if self._secret and self._secret in message:
+            message = message.replace(self._secret, "***")
+        return Failure(
+            error=exc.error,
+            message=message,
+            latency_s=anyio.current_time() - start,
+            status=exc.status,
+            retry_after=exc.retry_after,
+            retryable=exc.retryable,
+        )
+
+    def _record(self, outcome: Outcome, reserved: int, now: float) -> None:
+        latency = outcome.latency_s
+        self._latency = latency if self._latency is None else (
+            self._latency + _EWMA_WEIGHT * (latency - self._latency)
+        )
+        if isinstance(outcome, Success):
+            self._breaker.success()
+            usage = outcome.response.usage
+            if usage:
+                self._limiter.settle(reserved, usage.total_tokens, now)
+            return
+        self._failures += 1
+        error = outcome.error
+        self._breaker.failure(
+            now,
+            counts=error.counts_toward_breaker,
+            open_now=error.opens_breaker,
+            retry_after=outcome.retry_after if error is ErrorClass.RATE_LIMITED else None,
+        )
+
+    # -- introspection -----------------------------------------------------
+
+    def load(self) -> int:
+        """Attempts queued or in flight (the least-busy strategy's key)."""
+        return self._inflight + self._send.statistics().current_buffer_used
+
+    def latency_ewma(self) -> float | None:
+        """Smoothed attempt latency in seconds (the latency strategy's key)."""
+        return self._latency
+
+    def usage(self) -> float:
+        """Share of the rate budget used in the last minute (the usage strategy's key)."""
+        now = anyio.current_time()
+        tokens, requests = self._limiter.tokens, self._limiter.requests
+        if tokens.capacity:
+            return tokens.used(now) / tokens.capacity
+        if requests.capacity:
+            return requests.used(now) / requests.capacity
+        return float(self._attempts)
+
+    def statistics(self) -> DeploymentStatistics:
+        now = anyio.current_time()
+        stream = self._send.statistics()
+        state = self._breaker.state(now)
+        return DeploymentStatistics(
+            name=self.name,
+            group=self.group,
+            state=state,
+            inbox_used=stream.current_buffer_used,
+            inbox_size=self.spec.inbox,
+            inflight=self._inflight,
+            concurrency=self.spec.concurrency,
+            cooldown_remaining_s=max(self._breaker.open_until - now, 0.0),
+            latency_ewma_s=self._latency,
+            rpm_used=self._limiter.requests.used(now),
+            tpm_used=self._limiter.tokens.used(now),
+            attempts=self._attempts,
+            failures=self._failures,
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics() if _in_event_loop() else None
+        if stats is None:
+            return f"<Deployment {self.name!r} {self.spec.provider}>"
+        return (
+            f"<Deployment {self.name!r} {stats.state.upper()} "
+            f"[inbox {stats.inbox_used}/{stats.inbox_size} | "
+            f"inflight {stats.inflight}/{stats.concurrency}]>"
+        )
+
+
+def _transport_for(spec: Deployment) -> httpx.AsyncBaseTransport:
+    if spec.provider == "mock":
+        return MockUpstream(spec).transport()
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=spec.concurrency, keepalive_expiry=60.0)
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits)
+    return transport
+
+
+def _in_event_loop() -> bool:
+    try:
+        anyio.current_time()
+    except Exception:
+        return False
+    return True
+
+
+__all__ = ["DeploymentActor", "DeploymentStatistics"]

@@ -1,0 +1,40 @@
+"""Provider adapters: pure translation between OpenAI's chat format and each provider's."""
+
+from config import Deployment
+
+from ._base import Adapter, HttpRequest, excerpt, retry_after
+from ._mock import MOCK_BASE, MockUpstream
+from ._openai import OpenAIAdapter, classify_openai_error, parse_openai_completion
+
+_OPENAI_FAMILY = frozenset({"openai", "azure", "openai-compatible", "mock"})
+
+
+def adapter_for(spec: Deployment) -> Adapter:
+    """The adapter of a deployment's provider."""
+    if spec.provider in _OPENAI_FAMILY:
+        if spec.provider == "mock":
+            from msgspec.structs import replace
+
+            spec = replace(spec, api_base=MOCK_BASE)
+        return OpenAIAdapter(spec)
+    raise NotImplementedError(f"provider {spec.provider!r} has no adapter yet")
+
+
+def supported_providers() -> frozenset[str]:
+    """Providers this build can dispatch to."""
+    return _OPENAI_FAMILY
+
+
+__all__ = [
+    "MOCK_BASE",
+    "Adapter",
+    "HttpRequest",
+    "MockUpstream",
+    "OpenAIAdapter",
+    "adapter_for",
+    "classify_openai_error",
+    "excerpt",
+    "parse_openai_completion",
+    "retry_after",
+    "supported_providers",
+]

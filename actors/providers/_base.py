@@ -1,0 +1,75 @@
+"""The provider adapter interface: pure functions over data.
+
+An adapter turns a `ChatRequest` into the provider's HTTP request, and the
+provider's answer into a `ChatCompletion` or a classified `ProviderError`. It
+does no I/O and keeps no state between calls, so it is tested with tables of
+inputs and no network.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from msgspec import Struct
+
+from .._chat import ChatCompletion, ChatRequest
+from .._exceptions import ProviderError
+
+
+class HttpRequest(Struct, frozen=True, kw_only=True):
+    """A provider request, ready to send."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    dropped_params: tuple[str, ...] = ()
+    """Optional parameters the provider does not support, left out of `body`."""
+
+
+class Adapter(Protocol):
+    """Translates for one deployment; built once from its frozen config."""
+
+    def build(self, request: ChatRequest) -> HttpRequest:
+        """The provider request for `request` (raises `Unsupported` if it cannot be expressed)."""
+        ...
+
+    def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatCompletion:
+        """The normalized response of a 2xx answer (raises `ProviderError` on garbage)."""
+        ...
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        """The classified error of a non-2xx answer."""
+        ...
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the provider asked us to wait: ``retry-after-ms``, then ``retry-after``."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def excerpt(body: bytes, limit: int = 200) -> str:
+    """A short, printable piece of a provider body for error messages."""
+    text = body[: limit * 2].decode("utf-8", "replace").strip()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,120 @@
+"""The `mock` provider: an OpenAI-compatible upstream inside the process.
+
+It is an `httpx` transport, so a mock deployment runs the very same actor,
+adapter, error classification and metrics as a real one; only the socket is
+missing. Knobs (from the deployment config): `latency_ms`, `reply`,
+`fail_status` with `fail_times`, and `hang`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+import anyio
+import httpx
+import msgspec
+
+from config import Deployment
+
+from .._chat import (
+    ChatCompletion,
+    ChatRequest,
+    Choice,
+    FunctionCall,
+    NamedToolChoice,
+    ResponseMessage,
+    ToolCall,
+    Usage,
+    UserMessage,
+    encoder,
+    request_decoder,
+)
+
+MOCK_BASE: Final = "http://mock.invalid/v1"
+
+_FAILURES: Final = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+class MockUpstream:
+    """The fake provider behind one mock deployment (an async httpx handler)."""
+
+    def __init__(self, spec: Deployment) -> None:
+        self._spec = spec
+        self._failed = 0
+        self._served = 0
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return httpx.MockTransport(self)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        spec = self._spec
+        if spec.hang:
+            await anyio.sleep_forever()
+        if spec.latency_ms:
+            await anyio.sleep(spec.latency_ms / 1000.0)
+        if spec.fail_status is not None and (not spec.fail_times or self._failed < spec.fail_times):
+            self._failed += 1
+            return self._failure(spec.fail_status)
+        self._served += 1
+        chat = request_decoder.decode(request.content)
+        return httpx.Response(
+            200,
+            content=encoder.encode(self._completion(chat)),
+            headers={"content-type": "application/json"},
+        )
+
+    def _failure(self, status: int) -> httpx.Response:
+        kind, code = _FAILURES.get(status, ("server_error", "mock_failure"))
+        body = {"error": {"message": f"mock failure {status}", "type": kind, "code": code}}
+        headers = {"content-type": "application/json"}
+        if status == 429:
+            headers["retry-after"] = "1"
+        return httpx.Response(status, content=msgspec.json.encode(body), headers=headers)
+
+    def _completion(self, chat: ChatRequest) -> ChatCompletion:
+        tool = _forced_tool(chat)
+        if tool is not None:
+            call = ToolCall(
+                id=f"call_mock{self._served:08d}", function=FunctionCall(name=tool, arguments="{}")
+            )
+            message = ResponseMessage(content=None, tool_calls=(call,))
+            finish = "tool_calls"
+        else:
+            message = ResponseMessage(content=self._spec.reply or _echo(chat))
+            finish = "stop"
+        prompt = sum(len(encoder.encode(m)) for m in chat.messages) // 4
+        completion = len(message.content or "") // 4 + 1
+        return ChatCompletion(
+            id=f"chatcmpl-mock-{self._spec.name}-{self._served}",
+            created=int(time.time()),
+            model=chat.model,
+            choices=(Choice(index=0, message=message, finish_reason=finish),),
+            usage=Usage(
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=prompt + completion,
+            ),
+        )
+
+
+def _forced_tool(chat: ChatRequest) -> str | None:
+    if not chat.tools:
+        return None
+    if isinstance(chat.tool_choice, NamedToolChoice):
+        return chat.tool_choice.function.name
+    if chat.tool_choice == "required":
+        return chat.tools[0].function.name
+    return None
+
+
+def _echo(chat: ChatRequest) -> str:
+    for message in reversed(chat.messages):
+        if isinstance(message, UserMessage) and isinstance(message.content, str):
+            return f"mock: {message.content}"
+    return "mock: hello"

@@ -1,0 +1,149 @@
+"""OpenAI, Azure OpenAI and any OpenAI-compatible server: one wire format.
+
+The request body is the `ChatRequest` itself with `model` set to the
+deployment's model: its Struct is the allow-list, so nothing else can be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+from msgspec import Struct
+
+from config import Deployment
+
+from .._chat import ChatCompletion, ChatRequest, completion_decoder, encoder
+from .._exceptions import ErrorClass, ProviderError
+from ._base import HttpRequest, excerpt, retry_after
+
+OPENAI_BASE: Final = "https://api.openai.com/v1"
+
+
+class _ErrorDetail(Struct):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+
+class _ErrorBody(Struct):
+    error: _ErrorDetail | str | None = None
+
+
+_error_decoder: Final = msgspec.json.Decoder(_ErrorBody)
+
+_BY_STATUS: Final[Mapping[int, ErrorClass]] = {
+    400: ErrorClass.BAD_REQUEST,
+    401: ErrorClass.AUTH,
+    402: ErrorClass.AUTH,
+    403: ErrorClass.AUTH,
+    404: ErrorClass.NOT_FOUND,
+    408: ErrorClass.TIMEOUT,
+    409: ErrorClass.SERVER_ERROR,
+    413: ErrorClass.CONTEXT_WINDOW_EXCEEDED,
+    422: ErrorClass.BAD_REQUEST,
+    429: ErrorClass.RATE_LIMITED,
+    500: ErrorClass.SERVER_ERROR,
+    502: ErrorClass.SERVER_ERROR,
+    503: ErrorClass.OVERLOADED,
+    504: ErrorClass.TIMEOUT,
+    529: ErrorClass.OVERLOADED,
+}
+_BY_CODE: Final[Mapping[str, ErrorClass]] = {
+    "context_length_exceeded": ErrorClass.CONTEXT_WINDOW_EXCEEDED,
+    "content_filter": ErrorClass.CONTENT_POLICY,
+    "content_policy_violation": ErrorClass.CONTENT_POLICY,
+    "rate_limit_exceeded": ErrorClass.RATE_LIMITED,
+    "insufficient_quota": ErrorClass.RATE_LIMITED,
+    "invalid_api_key": ErrorClass.AUTH,
+    "model_not_found": ErrorClass.NOT_FOUND,
+    "DeploymentNotFound": ErrorClass.NOT_FOUND,
+}
+# Quota exhaustion is a 429 that waiting does not fix: fall back without retrying.
+_NOT_RETRYABLE_CODES: Final = frozenset({"insufficient_quota"})
+
+
+def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """Classify an OpenAI-shaped error answer by status and `error.code`."""
+    detail = _ErrorDetail()
+    try:
+        decoded = _error_decoder.decode(body)
+    except msgspec.DecodeError:
+        decoded = None
+    if decoded is not None and isinstance(decoded.error, _ErrorDetail):
+        detail = decoded.error
+    elif decoded is not None and isinstance(decoded.error, str):
+        detail = _ErrorDetail(message=decoded.error)
+    code = str(detail.code) if detail.code is not None else ""
+    error = _BY_CODE.get(code) if 400 <= status < 500 else None
+    if error is None:
+        error = _BY_STATUS.get(status)
+    if error is None:
+        error = ErrorClass.SERVER_ERROR if status >= 500 else ErrorClass.BAD_REQUEST
+    message = detail.message or excerpt(body) or f"HTTP {status}"
+    retryable: bool | None = None
+    if code in _NOT_RETRYABLE_CODES or headers.get("x-should-retry") == "false":
+        retryable = False
+    return ProviderError(
+        error,
+        f"{status} {code + ': ' if code else ''}{message}"[:500],
+        status=status,
+        retry_after=retry_after(headers),
+        retryable=retryable,
+    )
+
+
+def parse_openai_completion(body: bytes) -> ChatCompletion:
+    """Decode a `chat.completion`; garbage is a `server_error` with an excerpt."""
+    try:
+        return completion_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProviderError(
+            ErrorClass.SERVER_ERROR,
+            f"invalid chat.completion from provider ({exc}): {excerpt(body)}",
+            status=200,
+        ) from None
+
+
+class OpenAIAdapter:
+    """OpenAI, OpenAI-compatible servers, and Azure OpenAI (both URL forms)."""
+
+    __slots__ = ("_headers", "_model", "_url")
+
+    def __init__(self, spec: Deployment) -> None:
+        self._model = spec.model
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        key = spec.api_key.reveal() if spec.api_key is not None else None
+        if spec.provider == "azure":
+            base = (spec.api_base or "").rstrip("/")
+            if spec.api_version:
+                self._url = (
+                    f"{base}/openai/deployments/{spec.model}/chat/completions"
+                    f"?api-version={spec.api_version}"
+                )
+            else:
+                self._url = f"{base}/openai/v1/chat/completions"
+            if key:
+                headers["api-key"] = key
+        else:
+            base = (spec.api_base or OPENAI_BASE).rstrip("/")
+            self._url = f"{base}/chat/completions"
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+        headers.update({name.lower(): value for name, value in spec.headers.items()})
+        self._headers = headers
+
+    def build(self, request: ChatRequest) -> HttpRequest:
+        body = msgspec.structs.replace(request, model=self._model)
+        return HttpRequest(
+            method="POST", url=self._url, headers=self._headers, body=encoder.encode(body)
+        )
+
+    def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatCompletion:
+        return parse_openai_completion(body)
+
+    def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return classify_openai_error(status, headers, body)
+

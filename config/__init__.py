@@ -1,0 +1,29 @@
+"""Config: the TOML schema as frozen Structs, loading, and the shipped default."""
+
+from ._exceptions import ConfigError
+from ._load import default_config_path, load_config, parse_config
+from ._schema import (
+    Config,
+    CooldownConfig,
+    Deployment,
+    JobsConfig,
+    RouterConfig,
+    ServerConfig,
+    parse_host_port,
+)
+from ._secret import Secret
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "CooldownConfig",
+    "Deployment",
+    "JobsConfig",
+    "RouterConfig",
+    "Secret",
+    "ServerConfig",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "parse_host_port",
+]

@@ -1,0 +1,154 @@
+"""The config schema: frozen Structs that reject unknown keys.
+
+Every value is validated when the file is decoded (types, ranges, cross-field
+rules), so a `Config` that exists is a config that can run.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from ._secret import Secret
+
+Provider = Literal[
+    "openai", "azure", "anthropic", "bedrock", "mistral", "gemini", "openai-compatible", "mock"
+]
+Strategy = Literal["simple-shuffle", "least-busy", "latency", "usage"]
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+NonNegativeFloat = Annotated[float, Meta(ge=0)]
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
+
+MOCK_KNOBS: Final = ("latency_ms", "reply", "fail_status", "fail_times", "hang")
+
+
+def parse_host_port(value: str) -> tuple[str, int] | None:
+    """Split ``host:port`` (``[::1]:9464`` for IPv6); None when it is not one."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
+class _Table(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config table: immutable, keyword-only, unknown keys rejected."""
+
+
+class ServerConfig(_Table):
+    socket: str = "run/dispatcher.sock"
+    """HTTP/1.1 over a Unix socket, created with mode 0600."""
+    metrics: str = "127.0.0.1:9464"
+    """host:port of the Prometheus scrape listener; "" disables it."""
+    listen: str = ""
+    """Optional TCP listener (host:port) serving the same routes as the socket; "" disables it."""
+    max_body_bytes: PositiveInt = 8 * 1024 * 1024
+    drain_timeout_s: NonNegativeFloat = 30.0
+
+    def __post_init__(self) -> None:
+        for key in ("metrics", "listen"):
+            value = getattr(self, key)
+            if value and parse_host_port(value) is None:
+                raise ValueError(f"{key}: expected 'host:port' (e.g. 127.0.0.1:9464)")
+
+
+class JobsConfig(_Table):
+    store: str = "run/jobs.sqlite3"
+    concurrency: PositiveInt = 256
+    retention_s: NonNegativeFloat = 86400.0
+
+
+class CooldownConfig(_Table):
+    allowed_fails: PositiveInt = 3
+    """Failures within window_s that open the breaker."""
+    window_s: PositiveFloat = 60.0
+    cooldown_s: NonNegativeFloat = 30.0
+
+
+class RouterConfig(_Table):
+    strategy: Strategy = "simple-shuffle"
+    num_retries: NonNegativeInt = 2
+    timeout_s: PositiveFloat = 600.0
+    default_fallbacks: tuple[str, ...] = ()
+    fallbacks: dict[str, tuple[str, ...]] = {}
+    context_window_fallbacks: dict[str, tuple[str, ...]] = {}
+    content_policy_fallbacks: dict[str, tuple[str, ...]] = {}
+    cooldown: CooldownConfig = CooldownConfig()
+
+
+class Deployment(_Table):
+    """One `[[deployment]]`: a provider model behind its own actor."""
+
+    name: Name
+    group: Name
+    provider: Provider
+    model: Annotated[str, Meta(min_length=1)]
+    api_base: str | None = None
+    api_key: Secret | None = None
+    api_version: str | None = None
+    region: str | None = None
+    weight: PositiveFloat = 1.0
+    inbox: PositiveInt = 64
+    concurrency: PositiveInt = 8
+    rpm: NonNegativeInt = 0
+    tpm: NonNegativeInt = 0
+    timeout_s: PositiveFloat = 120.0
+    first_token_timeout_s: PositiveFloat = 20.0
+    idle_timeout_s: PositiveFloat = 30.0
+    max_input_tokens: PositiveInt | None = None
+    supports_tools: bool = True
+    drop_params: bool = True
+    headers: dict[str, str] = {}
+    """Extra HTTP headers sent to the provider (not secrets: they are printed by `check`)."""
+    # The mock provider's knobs, so demos and load tests need no network.
+    latency_ms: NonNegativeFloat = 0.0
+    reply: str | None = None
+    fail_status: Annotated[int, Meta(ge=400, le=599)] | None = None
+    fail_times: NonNegativeInt = 0
+    """With fail_status: fail the first N attempts (0: every attempt)."""
+    hang: bool = False
+
+    def __post_init__(self) -> None:
+        if self.provider != "mock":
+            for knob in MOCK_KNOBS:
+                if getattr(self, knob) != getattr(_MOCK_DEFAULTS, knob):
+                    raise ValueError(f"{knob}: a knob of provider 'mock', not {self.provider!r}")
+        if self.provider == "azure" and not self.api_base:
+            raise ValueError("api_base: provider 'azure' needs it (https://RESOURCE.openai.azure.com)")
+        if self.provider == "openai-compatible" and not self.api_base:
+            raise ValueError("api_base: provider 'openai-compatible' needs it (http://host:8000/v1)")
+        if self.provider == "bedrock" and not (self.region or self.api_base):
+            raise ValueError("region: provider 'bedrock' needs it (or api_base)")
+        if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
+            raise ValueError("api_base: expected an http:// or https:// URL")
+
+
+class _MockDefaults(Struct, frozen=True):
+    latency_ms: float = 0.0
+    reply: str | None = None
+    fail_status: int | None = None
+    fail_times: int = 0
+    hang: bool = False
+
+
+_MOCK_DEFAULTS: Final = _MockDefaults()
+
+
+class Config(_Table):
+    """A whole dispatcher config file."""
+
+    server: ServerConfig = ServerConfig()
+    jobs: JobsConfig = JobsConfig()
+    router: RouterConfig = RouterConfig()
+    deployment: tuple[Deployment, ...] = msgspec.field(default=())
+
+    def groups(self) -> dict[str, tuple[Deployment, ...]]:
+        """Model groups in config order, each with its deployments."""
+        out: dict[str, list[Deployment]] = {}
+        for dep in self.deployment:
+            out.setdefault(dep.group, []).append(dep)
+        return {name: tuple(deps) for name, deps in out.items()}

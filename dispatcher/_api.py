@@ -1,0 +1,191 @@
+"""The HTTP API: a thin ASGI app over the supervisor.
+
+Requests are decoded once here (straight from the body bytes into typed
+Structs) and answered with msgspec-encoded bytes. Everything behind this module
+is HTTP-agnostic; only `_errors` knows statuses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from actors import BreakerState, call_decoder, encoder
+
+from ._errors import error_answer, simple_error
+from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest
+from ._metrics import Metrics
+from ._supervisor import Supervisor
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON: Final = (b"content-type", b"application/json")
+_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+class Api:
+    """The socket API (`metrics_only`: the TCP scrape listener's /metrics and /health)."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        metrics: Metrics,
+        *,
+        max_body_bytes: int,
+        metrics_only: bool = False,
+    ) -> None:
+        self.supervisor = supervisor
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
+        }
+        if not metrics_only:
+            routes |= {
+                ("POST", "/v1/chat/completions"): self._chat,
+                ("GET", "/v1/models"): self._models,
+                ("GET", "/health/ready"): self._ready,
+                ("GET", "/v1/deployments"): self._deployments,
+            }
+        self._routes = routes
+        self._paths = {path for _, path in routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is not None:
+            await handler(scope, receive, send)
+        elif scope["path"] in self._paths:
+            body = simple_error(405, "Method not allowed", "invalid_request_error", "method_not_allowed")
+            await _respond(send, 405, body)
+        else:
+            body = simple_error(404, f"No route {scope['path']}", "invalid_request_error", "not_found")
+            await _respond(send, 404, body)
+
+    # -- routes ----------------------------------------------------------------
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            body = await _read_body(scope, receive, self.max_body_bytes)
+            call = _decode_call(body)
+            if call.stream:
+                raise InvalidRequest(
+                    "stream=true is not supported yet; send stream=false", param="stream"
+                )
+            result = await self.supervisor.complete(call)
+        except ClientGone:
+            return
+        except DispatchError as exc:
+            if isinstance(exc, InvalidRequest):
+                self.metrics.rejected("invalid_request")
+            answer = error_answer(exc)
+            await _respond(send, answer.status, answer.body, answer.headers)
+            return
+        payload = encoder.encode(result.response)
+        headers = [
+            ("x-dispatcher-deployment", result.deployment),
+            ("x-dispatcher-attempts", str(len(result.attempts))),
+        ]
+        if result.dropped_params:
+            headers.append(("x-dispatcher-dropped-params", ",".join(result.dropped_params)))
+        self.metrics.overhead(time.perf_counter() - started - result.waited_s)
+        await _respond(send, 200, payload, headers)
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        data = [
+            {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
+            for group in self.supervisor.groups()
+        ]
+        await _respond(send, 200, msgspec.json.encode({"object": "list", "data": data}))
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, b'{"status":"ok"}')
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        down = [
+            group
+            for group, members in self.supervisor.router.groups.items()
+            if all(a.statistics().state is BreakerState.OPEN for a in members)
+        ]
+        if down:
+            body = msgspec.json.encode({"status": "not_ready", "groups_without_deployment": down})
+            await _respond(send, 503, body)
+        else:
+            await _respond(send, 200, b'{"status":"ready"}')
+
+    async def _deployments(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = [actor.statistics() for members in self.supervisor.router.groups.values() for actor in members]
+        await _respond(send, 200, msgspec.json.encode({"object": "list", "data": stats}))
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = generate_latest(self.metrics.registry)
+        await _respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _decode_call(body: bytes) -> Any:
+    try:
+        return call_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH.search(message)
+        param = match["path"] if match else None
+        if message.startswith("Object contains unknown field"):
+            field = message.split("`")[1]
+            param = f"{param}.{field}" if param else field
+            raise InvalidRequest(
+                f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter"
+            ) from None
+        raise InvalidRequest(f"Invalid request: {message}", param=param or None) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"Invalid JSON body: {exc}", code="invalid_json") from None
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge(f"Request body of {int(value)} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
+    *,
+    content_type: str | None = None,
+) -> None:
+    raw = [
+        (b"content-type", content_type.encode()) if content_type else _JSON,
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw.extend((name.encode(), value.encode("latin-1")) for name, value in headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

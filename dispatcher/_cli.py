@@ -1,0 +1,182 @@
+"""`dispatcher` command line: serve, check, and clients of the socket."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import httpx
+import msgspec
+
+from config import Config, ConfigError, default_config_path, load_config
+
+from ._exceptions import DaemonError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"dispatcher: config error: {exc}", file=sys.stderr)
+        return 1
+    except DaemonError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dispatcher", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_, description=help_)
+        cmd.add_argument("--config", type=Path, help="config file (default: $DISPATCHER_CONFIG, "
+                         "./config/dispatcher.toml, then the shipped default)")
+        return cmd
+
+    serve = command("serve", "run the daemon in the foreground")
+    serve.add_argument("--log-level", default=os.environ.get("DISPATCHER_LOG_LEVEL", "INFO"))
+    serve.set_defaults(func=_serve)
+
+    check = command("check", "validate a config and print its groups (secrets redacted)")
+    check.set_defaults(func=_check)
+
+    chat = command("chat", "send one chat message through the daemon")
+    chat.add_argument("-m", "--model", required=True, help="model group")
+    chat.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    chat.add_argument("text", nargs="+")
+    chat.set_defaults(func=_chat)
+
+    status = command("status", "show the daemon's deployments: state, inbox, in flight")
+    status.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    status.set_defaults(func=_status)
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    env = os.environ.get("DISPATCHER_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config/dispatcher.toml")
+    return local if local.is_file() else default_config_path()
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Path]:
+    path = _config_path(args)
+    return load_config(path), path.resolve().parent
+
+
+# -- serve / check ------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO: far too much for the hot path of a gateway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from ._daemon import serve
+
+    config, base = _load(args)
+    anyio.run(serve, config, base, backend="asyncio", backend_options={"use_uvloop": True})
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    config = load_config(path)
+    base = path.resolve().parent
+    out = [f"{path}: ok"]
+    server = config.server
+    out.append(
+        f"server: socket={(base / server.socket).resolve()} metrics={server.metrics or 'off'} "
+        f"listen={server.listen or 'off'} max_body_bytes={server.max_body_bytes}"
+    )
+    router = config.router
+    out.append(
+        f"router: strategy={router.strategy} num_retries={router.num_retries} "
+        f"timeout_s={router.timeout_s:g} cooldown=({router.cooldown.allowed_fails} fails in "
+        f"{router.cooldown.window_s:g}s -> {router.cooldown.cooldown_s:g}s)"
+    )
+    for group, deployments in config.groups().items():
+        chain = [*router.fallbacks.get(group, ()), *router.default_fallbacks]
+        out.append(f"group {group}" + (f"  (fallbacks: {', '.join(chain)})" if chain else ""))
+        for dep in deployments:
+            key = dep.api_key.redacted() if dep.api_key is not None else "none"
+            out.append(
+                f"  - {dep.name}: provider={dep.provider} model={dep.model} "
+                f"api_base={dep.api_base or 'default'} api_key={key} weight={dep.weight:g} "
+                f"inbox={dep.inbox} concurrency={dep.concurrency} rpm={dep.rpm or '-'} "
+                f"tpm={dep.tpm or '-'} timeout_s={dep.timeout_s:g}"
+            )
+    for name, table in (
+        ("context_window_fallbacks", router.context_window_fallbacks),
+        ("content_policy_fallbacks", router.content_policy_fallbacks),
+    ):
+        for group, chain_ in table.items():
+            out.append(f"{name}: {group} -> {', '.join(chain_)}")
+    print("\n".join(out))
+    return 0
+
+
+# -- socket clients -------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    if args.socket is not None:
+        socket_path = Path(args.socket)
+    else:
+        config, base = _load(args)
+        socket_path = base / config.server.socket
+    if not socket_path.exists():
+        raise DaemonError(f"no daemon socket at {socket_path} (is `dispatcher serve` running?)")
+    transport = httpx.HTTPTransport(uds=os.fspath(socket_path))
+    return httpx.Client(transport=transport, base_url="http://dispatcher", timeout=None)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    body = {"model": args.model, "messages": [{"role": "user", "content": " ".join(args.text)}]}
+    with _client(args) as client:
+        response = client.post("/v1/chat/completions", json=body)
+    if response.status_code != 200:
+        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
+        return 1
+    data = response.json()
+    message = data["choices"][0]["message"]
+    if message.get("content") is not None:
+        print(message["content"])
+    for call in message.get("tool_calls") or ():
+        print(f"[tool call] {call['function']['name']}({call['function']['arguments']})")
+    deployment = response.headers.get("x-dispatcher-deployment")
+    attempts = response.headers.get("x-dispatcher-attempts")
+    print(f"-- {deployment}, {attempts} attempt(s)", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.get("/v1/deployments")
+    if response.status_code != 200:
+        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
+        return 1
+    rows = msgspec.json.decode(response.content)["data"]
+    print(f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}")
+    for row in rows:
+        print(
+            f"{row['name']:24} {row['group']:16} {row['state']:10} "
+            f"{row['inbox_used']:>4}/{row['inbox_size']:<4} {row['inflight']:>4}/{row['concurrency']:<4} "
+            f"{row['cooldown_remaining_s']:>8.1f}s"
+        )
+    return 0

@@ -1,0 +1,72 @@
+"""The one table from dispatcher errors to HTTP answers (OpenAI's error shape)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import msgspec
+
+from actors import ErrorClass
+
+from ._exceptions import (
+    AllAttemptsFailed,
+    BodyTooLarge,
+    DeadlineExceeded,
+    DispatchError,
+    InvalidRequest,
+    NoCapacity,
+    UnknownGroup,
+)
+
+# Most specific first: the first entry the error is an instance of wins.
+_TABLE: Final[tuple[tuple[type[DispatchError], int, str, str], ...]] = (
+    (BodyTooLarge, 413, "invalid_request_error", "request_too_large"),
+    (InvalidRequest, 400, "invalid_request_error", "invalid_request"),
+    (UnknownGroup, 404, "invalid_request_error", "model_not_found"),
+    (NoCapacity, 429, "rate_limit_error", "overloaded"),
+    (AllAttemptsFailed, 502, "upstream_error", "all_attempts_failed"),
+    (DeadlineExceeded, 504, "timeout_error", "deadline_exceeded"),
+    (DispatchError, 500, "server_error", "internal_error"),
+)
+
+# When the last failure says the request itself cannot be served, say so as OpenAI would.
+_CLIENT_SIDE: Final = {
+    ErrorClass.CONTEXT_WINDOW_EXCEEDED: (400, "invalid_request_error", "context_length_exceeded"),
+    ErrorClass.CONTENT_POLICY: (400, "invalid_request_error", "content_filter"),
+}
+
+
+class ErrorAnswer(msgspec.Struct, frozen=True):
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def error_answer(exc: DispatchError) -> ErrorAnswer:
+    """Status, OpenAI-shaped JSON body and extra headers for `exc`."""
+    status, kind, code = next((s, t, c) for cls, s, t, c in _TABLE if isinstance(exc, cls))
+    error: dict[str, Any] = {"message": str(exc), "type": kind, "code": code, "param": None}
+    headers: list[tuple[str, str]] = []
+    if isinstance(exc, InvalidRequest):
+        error["message"], error["param"] = exc.message, exc.param
+        if exc.code:
+            error["code"] = exc.code
+    elif isinstance(exc, NoCapacity):
+        if exc.reason != "inbox_full":
+            status, kind = 503, "service_unavailable"
+        error["type"], error["code"] = kind, exc.reason
+        headers.append(("retry-after", str(max(1, math.ceil(exc.retry_after)))))
+    elif isinstance(exc, AllAttemptsFailed) and exc.last in _CLIENT_SIDE:
+        status, error["type"], error["code"] = _CLIENT_SIDE[exc.last]
+        error["message"] = exc.attempts[-1].message or str(exc)
+    if exc.attempts:
+        error["attempts"] = exc.attempts
+    return ErrorAnswer(status, msgspec.json.encode({"error": error}), tuple(headers))
+
+
+def simple_error(status: int, message: str, kind: str, code: str) -> bytes:
+    """An OpenAI-shaped error body for answers that are not dispatch errors (404 route, 405)."""
+    return msgspec.json.encode(
+        {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    )

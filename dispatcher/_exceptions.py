@@ -1,0 +1,94 @@
+"""Errors of the dispatcher layer.
+
+    DispatchError              a request could not be served
+    ├── InvalidRequest         the request itself is wrong (bad JSON, bad field, ...)
+    │   └── BodyTooLarge       the body is over [server].max_body_bytes
+    ├── UnknownGroup           `model` names no configured group
+    ├── NoCapacity             no candidate could take the request right now
+    ├── AllAttemptsFailed      every candidate that was tried failed
+    └── DeadlineExceeded       the whole-request deadline passed
+    DaemonError                the daemon cannot start (socket in use, bad path, ...)
+
+`dispatcher._errors` maps each to an HTTP status and an OpenAI-shaped body.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from actors import ErrorClass
+
+
+class AttemptRecord(Struct, frozen=True, kw_only=True):
+    """What one attempt did, as reported to clients and stored with jobs."""
+
+    deployment: str
+    outcome: str
+    """`success` or an error class."""
+    status: int | None
+    latency_ms: float
+    message: str | None = None
+
+
+class DispatchError(Exception):
+    """A request could not be served."""
+
+    attempts: tuple[AttemptRecord, ...] = ()
+
+
+class InvalidRequest(DispatchError):
+    """The request is malformed or asks for something that cannot be done."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body is larger than the server accepts."""
+
+
+class UnknownGroup(DispatchError):
+    """No model group of that name is configured."""
+
+    def __init__(self, group: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"The model {group!r} does not exist (groups: {', '.join(known)})")
+        self.group = group
+
+
+class NoCapacity(DispatchError):
+    """Every candidate was full, cooling down or out of budget; nothing was sent."""
+
+    def __init__(self, reason: str, retry_after: float, group: str) -> None:
+        super().__init__(
+            f"no deployment for {group!r} can take the request now ({reason.replace('_', ' ')}); "
+            f"retry after {retry_after:.1f}s"
+        )
+        self.reason = reason
+        self.retry_after = retry_after
+        self.group = group
+
+
+class AllAttemptsFailed(DispatchError):
+    """Every candidate tried failed; `attempts` says how."""
+
+    def __init__(self, group: str, attempts: tuple[AttemptRecord, ...], last: ErrorClass) -> None:
+        super().__init__(f"all {len(attempts)} attempts for {group!r} failed (last: {last})")
+        self.group = group
+        self.attempts = attempts
+        self.last = last
+
+
+class DeadlineExceeded(DispatchError):
+    """The request's deadline passed before any attempt succeeded."""
+
+    def __init__(self, group: str, timeout_s: float, attempts: tuple[AttemptRecord, ...]) -> None:
+        super().__init__(f"request for {group!r} did not finish within {timeout_s:g}s")
+        self.group = group
+        self.attempts = attempts
+
+
+class DaemonError(Exception):
+    """The daemon cannot start or serve (a precise, user-facing reason)."""

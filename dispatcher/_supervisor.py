@@ -1,0 +1,219 @@
+"""The supervisor: one request, many attempts, the same bytes every time.
+
+`Supervisor.complete` encodes the request once, then walks the router's chain:
+each candidate gets an `Attempt` carrying those bytes; retries and fallbacks
+are decided by the failure's error class only. The request's routing data
+(group, fallbacks, attempt count) stays here and never enters the payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import msgspec
+from msgspec import UNSET
+
+from actors import (
+    Attempt,
+    ChatCall,
+    ChatCompletion,
+    DeploymentActor,
+    Failure,
+    Reply,
+    Success,
+    Unavailable,
+    Unsupported,
+    encoder,
+)
+from config import RouterConfig
+
+from ._exceptions import (
+    AllAttemptsFailed,
+    AttemptRecord,
+    DeadlineExceeded,
+    InvalidRequest,
+    NoCapacity,
+    UnknownGroup,
+)
+from ._metrics import Metrics
+from ._router import Router
+
+logger = logging.getLogger("dispatcher.supervisor")
+
+MAX_INLINE_RETRY_WAIT_S: Final = 5.0
+"""A longer Retry-After sends the request to the next candidate instead of waiting."""
+
+
+class Dispatched(msgspec.Struct, frozen=True, kw_only=True):
+    """A served request."""
+
+    response: ChatCompletion
+    group: str
+    deployment: str
+    attempts: tuple[AttemptRecord, ...]
+    waited_s: float
+    """Time spent waiting on providers and retry backoff (the rest is our own overhead)."""
+    dropped_params: tuple[str, ...] = ()
+
+
+def jittered_backoff(base_s: float, cap_s: float) -> Callable[[int], float]:
+    """Full-jitter exponential backoff: retry n waits uniform(0, min(cap, base * 2**n))."""
+
+    def delay(retry: int) -> float:
+        return random.uniform(0.0, min(cap_s, base_s * (2**retry)))
+
+    return delay
+
+
+class Supervisor:
+    """Serves chat requests across the router's candidates."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        router: Router,
+        metrics: Metrics,
+        *,
+        backoff: Callable[[int], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.metrics = metrics
+        self._backoff = backoff or jittered_backoff(0.25, 4.0)
+
+    def groups(self) -> tuple[str, ...]:
+        return tuple(self.router.groups)
+
+    async def complete(self, call: ChatCall, *, timeout_s: float | None = None) -> Dispatched:
+        """Serve `call`, or raise a `DispatchError` saying why not."""
+        group = call.model
+        if group not in self.router.groups:
+            self.metrics.rejected("unknown_model")
+            raise UnknownGroup(group, self.groups())
+        started = anyio.current_time()
+        timeout = timeout_s if timeout_s is not None else self.config.timeout_s
+        deadline = started + timeout
+        # Encoded once; every attempt sends these very bytes.
+        payload = encoder.encode(msgspec.structs.replace(call, fallbacks=UNSET))
+        tokens = len(payload) // 4
+        tools = bool(call.tools)
+        fallbacks = call.fallbacks or ()
+        records: list[AttemptRecord] = []
+        waited = 0.0
+        skipped: dict[str, float] = {}
+        last: Failure | None = None
+        chain = self.router.chain(group, fallbacks)
+        previous_group = group
+        outcome_label = "success"
+        try:
+            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
+                for actor in chain:
+                    try:
+                        actor.check(tools=tools, tokens=tokens)
+                    except Unsupported as exc:
+                        skipped.setdefault("unsupported", anyio.current_time())
+                        logger.debug("skipping %s: %s", actor.name, exc.message)
+                        continue
+                    if chain.group != previous_group:
+                        self.metrics.fallback(previous_group, chain.group)
+                        previous_group = chain.group
+                    retry = 0
+                    while True:
+                        reply = Reply()
+                        attempt = Attempt(payload=payload, deadline=deadline, tokens=tokens, reply=reply)
+                        try:
+                            actor.submit(attempt)
+                        except Unavailable as exc:
+                            retry_at = exc.retry_at or anyio.current_time() + 1.0
+                            skipped[exc.reason] = min(skipped.get(exc.reason, retry_at), retry_at)
+                            break
+                        try:
+                            outcome = await reply.wait()
+                        finally:
+                            reply.abandon()
+                        waited += outcome.latency_s
+                        records.append(_record(actor, outcome))
+                        self.metrics.attempt(chain.group, actor.name, outcome)
+                        if isinstance(outcome, Success):
+                            return Dispatched(
+                                response=outcome.response,
+                                group=chain.group,
+                                deployment=actor.name,
+                                attempts=tuple(records),
+                                waited_s=waited,
+                                dropped_params=outcome.dropped_params,
+                            )
+                        last = outcome
+                        logger.info(
+                            "attempt failed: group=%s deployment=%s error=%s status=%s",
+                            chain.group, actor.name, outcome.error, outcome.status,
+                        )
+                        special = self.router.special_fallbacks(chain.group, outcome.error)
+                        if special is not None:
+                            chain.divert(special)
+                            break
+                        delay = self._retry_delay(outcome, retry, deadline)
+                        if delay is None:
+                            break
+                        retry += 1
+                        self.metrics.retry(actor.name)
+                        await anyio.sleep(delay)
+                        waited += delay
+            if scope.cancelled_caught:
+                outcome_label = "timeout"
+                raise DeadlineExceeded(group, timeout, tuple(records))
+            if last is not None:
+                outcome_label = str(last.error)
+                raise AllAttemptsFailed(group, tuple(records), last.error)
+            reason, retry_at = _capacity_reason(skipped)
+            outcome_label = reason
+            if reason == "unsupported":
+                raise InvalidRequest(
+                    f"no deployment of {group!r} or its fallbacks can take this request "
+                    "(tools unsupported or input too long)",
+                    code="unsupported_request",
+                )
+            self.metrics.rejected(reason)
+            raise NoCapacity(reason, max(retry_at - anyio.current_time(), 0.0), group)
+        finally:
+            self.metrics.request(group, outcome_label, anyio.current_time() - started)
+
+    def _retry_delay(self, failure: Failure, retry: int, deadline: float) -> float | None:
+        if not failure.retryable or retry >= self.config.num_retries:
+            return None
+        delay = self._backoff(retry)
+        if failure.retry_after is not None:
+            if failure.retry_after > MAX_INLINE_RETRY_WAIT_S:
+                return None
+            delay = max(delay, failure.retry_after)
+        if anyio.current_time() + delay >= deadline:
+            return None
+        return delay
+
+
+def _record(actor: DeploymentActor, outcome: Success | Failure) -> AttemptRecord:
+    if isinstance(outcome, Success):
+        return AttemptRecord(
+            deployment=actor.name, outcome="success", status=200,
+            latency_ms=round(outcome.latency_s * 1000.0, 3),
+        )
+    return AttemptRecord(
+        deployment=actor.name,
+        outcome=str(outcome.error),
+        status=outcome.status,
+        latency_ms=round(outcome.latency_s * 1000.0, 3),
+        message=outcome.message,
+    )
+
+
+def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
+    """Why nothing was sent: inbox_full wins (429), then rate limits, cooldowns (503)."""
+    for reason in ("inbox_full", "rate_limited", "cooling_down", "stopped", "unsupported"):
+        if reason in skipped:
+            return reason, skipped[reason]
+    return "no_deployment", anyio.current_time() + 1.0
+
