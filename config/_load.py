@@ -16,7 +16,7 @@ from ._exceptions import ConfigError
 from ._schema import Config
 from ._secret import Secret, env_reference
 
-_PATH_IN_ERROR = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+_PATH_IN_ERROR = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -70,7 +70,7 @@ def _located(file: str, raw: dict[str, Any], message: str) -> ConfigError:
     match = _PATH_IN_ERROR.match(message)
     if match is None:
         return ConfigError(file, "", message)
-    path, reason = match["path"].lstrip("."), match["reason"]
+    path, reason = (match["path"] or "").lstrip("."), match["reason"]
     if reason.startswith("Object contains unknown field"):
         return ConfigError(file, _join(path, reason.split("`")[1]), "unknown key")
     key_reason = _KEY_REASON.match(reason)

@@ -26,9 +26,9 @@ def supported_providers() -> frozenset[str]:
 
 
 __all__ = [
-    "MOCK_BASE",
     "Adapter",
     "HttpRequest",
+    "MOCK_BASE",
     "MockUpstream",
     "OpenAIAdapter",
     "adapter_for",
