@@ -75,9 +75,8 @@ class DeploymentActor:
         self.group = spec.group
         self.adapter: Adapter = adapter_for(spec)
         self._transport = transport
-        self._send: MemoryObjectSendStream[Attempt]
-        self._receive: MemoryObjectReceiveStream[Attempt]
-        self._send, self._receive = anyio.create_memory_object_stream[Attempt](spec.inbox)
+        # The inbox exists while `run` does (a constructor holds no resources).
+        self._send: MemoryObjectSendStream[Attempt] | None = None
         self._limiter = RateLimiter(spec.rpm, spec.tpm, now=0.0)
         self._breaker = Breaker(cooldown.allowed_fails, cooldown.window_s, cooldown.cooldown_s)
         self._inflight = 0
@@ -101,7 +100,7 @@ class DeploymentActor:
             self._breaker.release()
             raise RateLimited(self.name, retry_at=now + wait)
         try:
-            self._send.send_nowait(attempt)
+            self._send.send_nowait(attempt)  # type: ignore[union-attr]  # set while running
         except anyio.WouldBlock:
             self._breaker.release()
             self._limiter.requests.give_back(1)
@@ -129,33 +128,27 @@ class DeploymentActor:
         transport = self._transport
         if transport is None:
             transport = _transport_for(self.spec)
+        send, receive = anyio.create_memory_object_stream[Attempt](self.spec.inbox)
         async with httpx.AsyncClient(
             transport=transport, timeout=httpx.Timeout(self.spec.timeout_s), follow_redirects=False
         ) as client:
-            try:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(self.spec.concurrency):
-                        tg.start_soon(self._worker, client, self._receive.clone())
-                    self._running = True
-                    task_status.started()
-            finally:
-                self._running = False
-                self._answer_leftovers()
+            with send, receive:
+                self._send = send
+                try:
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(self.spec.concurrency):
+                            tg.start_soon(self._worker, client, receive.clone())
+                        self._running = True
+                        task_status.started()
+                finally:
+                    self._running = False
+                    _answer_leftovers(receive)
 
     def close(self) -> None:
         """Stop taking attempts; workers finish what is queued, then `run` returns."""
         self._running = False
-        self._send.close()
-
-    def _answer_leftovers(self) -> None:
-        # Workers are gone (finished or cancelled): whatever is still queued gets a reply.
-        with self._receive:
-            while True:
-                try:
-                    attempt = self._receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-                attempt.reply.set(_STOPPED)
+        if self._send is not None:
+            self._send.close()
 
     # -- work --------------------------------------------------------------
 
@@ -263,7 +256,10 @@ class DeploymentActor:
 
     def load(self) -> int:
         """Attempts queued or in flight (the least-busy strategy's key)."""
-        return self._inflight + self._send.statistics().current_buffer_used
+        return self._inflight + self._queued()
+
+    def _queued(self) -> int:
+        return self._send.statistics().current_buffer_used if self._send is not None else 0
 
     def latency_ewma(self) -> float | None:
         """Smoothed attempt latency in seconds (the latency strategy's key)."""
@@ -281,13 +277,12 @@ class DeploymentActor:
 
     def statistics(self) -> DeploymentStatistics:
         now = anyio.current_time()
-        stream = self._send.statistics()
         state = self._breaker.state(now)
         return DeploymentStatistics(
             name=self.name,
             group=self.group,
             state=state,
-            inbox_used=stream.current_buffer_used,
+            inbox_used=self._queued(),
             inbox_size=self.spec.inbox,
             inflight=self._inflight,
             concurrency=self.spec.concurrency,
@@ -308,6 +303,16 @@ class DeploymentActor:
             f"[inbox {stats.inbox_used}/{stats.inbox_size} | "
             f"inflight {stats.inflight}/{stats.concurrency}]>"
         )
+
+
+def _answer_leftovers(receive: MemoryObjectReceiveStream[Attempt]) -> None:
+    # Workers are gone (finished or cancelled): whatever is still queued gets a reply.
+    while True:
+        try:
+            attempt = receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return
+        attempt.reply.set(_STOPPED)
 
 
 def _transport_for(spec: Deployment) -> httpx.AsyncBaseTransport:

@@ -100,6 +100,9 @@ class Daemon:
         self._stopping = True
         for server in self._servers:
             server.should_exit = True
+            # Stop accepting now, not at uvicorn's next tick; its shutdown closes them again.
+            for listener in getattr(server, "servers", ()):
+                listener.close()
 
     async def handle_signals(self) -> None:
         """SIGTERM/SIGINT stop the daemon gracefully; a second SIGINT forces it."""

@@ -1,0 +1,118 @@
+"""Directives a test queues with `fake.script(...)`: what the fake does with the next request.
+
+Each directive is a frozen value; build them with the lower-case functions::
+
+    fake.script(error(503, {"error": {"message": "busy"}}), success(content="hi"))
+
+A directive is consumed by the first request that passes the fake's auth and validation
+checks; rejected requests never consume one.  When the queue is empty the fake answers
+with `success()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+
+@dataclass(frozen=True, kw_only=True)
+class Success:
+    """Answer 200 with a well-formed completion; `None` fields take the fake's defaults."""
+
+    content: str | None = None
+    tool_calls: tuple[tuple[str, str], ...] | None = None  # (name, arguments JSON string)
+    finish_reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error:
+    """Answer `status` with the JSON `body` and extra `headers`, exactly as given."""
+
+    status: int
+    body: object
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Garbage:
+    """Answer `status` with raw bytes (invalid JSON, a wrong shape, an HTML error page)."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Never answer: return only when the client goes away or the server stops."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Drop the TCP connection without sending a status line (needs `serve_app`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wait:
+    """Hold the request until the test sets `event`, then act on `then`."""
+
+    event: anyio.Event = field(compare=False)
+    then: Directive
+
+
+Directive = Success | Error | Garbage | Hang | Close | Wait
+
+
+def success(
+    *,
+    content: str | None = None,
+    tool_calls: Sequence[tuple[str, str]] | None = None,
+    finish_reason: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Success:
+    """A 200 completion.  `tool_calls` is a list of `(name, arguments_json_string)`."""
+    return Success(
+        content=content,
+        tool_calls=None if tool_calls is None else tuple(tool_calls),
+        finish_reason=finish_reason,
+        headers=tuple((headers or {}).items()),
+    )
+
+
+def error(status: int, body: object, headers: Mapping[str, str] | None = None) -> Error:
+    """Any provider error (or any JSON answer at all): status, JSON body, headers."""
+    return Error(status=status, body=body, headers=tuple((headers or {}).items()))
+
+
+def garbage(
+    status: int = 200, body: bytes = b"{not json", *, content_type: str = "application/json"
+) -> Garbage:
+    """A response whose body the client cannot parse as the provider's JSON."""
+    return Garbage(status=status, body=body, content_type=content_type)
+
+
+def hang() -> Hang:
+    """A request that never completes (the fake records `disconnected` when it ends)."""
+    return Hang()
+
+
+def close() -> Close:
+    """Drop the connection with no answer; the client sees a protocol error.
+
+    Served by `serve_app` this closes the socket.  Under any other ASGI server (or
+    `httpx.ASGITransport`) the fake raises `ConnectionDropped` instead, which uvicorn
+    turns into a 500 and `ASGITransport` re-raises in the client.
+    """
+    return Close()
+
+
+def wait(event: anyio.Event, then: Directive | None = None) -> Wait:
+    """Hold the request until `event` is set, then answer with `then` (default: success)."""
+    return Wait(event=event, then=Success() if then is None else then)
+
+
+class ConnectionDropped(Exception):
+    """Raised by a fake told to `close()` when no server can drop the connection for it."""
