@@ -23,39 +23,39 @@ class _Strict(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 # -- content parts -----------------------------------------------------------
 
 
-class TextPart(_Strict, tag="text", tag_field="type"):
+class TextPart(_Strict, frozen=True, tag="text", tag_field="type"):
     text: str
 
 
-class ImageURL(_Strict):
+class ImageURL(_Strict, frozen=True):
     url: str
     detail: Literal["auto", "low", "high"] | UnsetType = UNSET
 
 
-class ImagePart(_Strict, tag="image_url", tag_field="type"):
+class ImagePart(_Strict, frozen=True, tag="image_url", tag_field="type"):
     image_url: ImageURL
 
 
-class InputAudio(_Strict):
+class InputAudio(_Strict, frozen=True):
     data: str
     format: str
 
 
-class AudioPart(_Strict, tag="input_audio", tag_field="type"):
+class AudioPart(_Strict, frozen=True, tag="input_audio", tag_field="type"):
     input_audio: InputAudio
 
 
-class FileData(_Strict):
+class FileData(_Strict, frozen=True):
     file_data: str | UnsetType = UNSET
     file_id: str | UnsetType = UNSET
     filename: str | UnsetType = UNSET
 
 
-class FilePart(_Strict, tag="file", tag_field="type"):
+class FilePart(_Strict, frozen=True, tag="file", tag_field="type"):
     file: FileData
 
 
-class RefusalPart(_Strict, tag="refusal", tag_field="type"):
+class RefusalPart(_Strict, frozen=True, tag="refusal", tag_field="type"):
     refusal: str
 
 
@@ -66,41 +66,41 @@ AssistantPart = TextPart | RefusalPart
 # -- messages ----------------------------------------------------------------
 
 
-class FunctionCall(_Strict):
+class FunctionCall(_Strict, frozen=True):
     name: str
     arguments: str
     """A JSON document, as a string (OpenAI's wire form)."""
 
 
-class ToolCall(_Strict):
+class ToolCall(_Strict, frozen=True):
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
 
 
-class SystemMessage(_Strict, tag="system", tag_field="role"):
+class SystemMessage(_Strict, frozen=True, tag="system", tag_field="role"):
     content: str | tuple[TextPart, ...]
     name: str | UnsetType = UNSET
 
 
-class DeveloperMessage(_Strict, tag="developer", tag_field="role"):
+class DeveloperMessage(_Strict, frozen=True, tag="developer", tag_field="role"):
     content: str | tuple[TextPart, ...]
     name: str | UnsetType = UNSET
 
 
-class UserMessage(_Strict, tag="user", tag_field="role"):
+class UserMessage(_Strict, frozen=True, tag="user", tag_field="role"):
     content: str | tuple[UserPart, ...]
     name: str | UnsetType = UNSET
 
 
-class AssistantMessage(_Strict, tag="assistant", tag_field="role"):
+class AssistantMessage(_Strict, frozen=True, tag="assistant", tag_field="role"):
     content: str | tuple[AssistantPart, ...] | None = None
     tool_calls: tuple[ToolCall, ...] | UnsetType = UNSET
-    refusal: str | None | UnsetType = UNSET
+    refusal: str | UnsetType | None = UNSET
     name: str | UnsetType = UNSET
 
 
-class ToolMessage(_Strict, tag="tool", tag_field="role"):
+class ToolMessage(_Strict, frozen=True, tag="tool", tag_field="role"):
     tool_call_id: str
     content: str | tuple[TextPart, ...]
 
@@ -111,23 +111,23 @@ Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | To
 # -- tools -------------------------------------------------------------------
 
 
-class FunctionDefinition(_Strict):
+class FunctionDefinition(_Strict, frozen=True):
     name: str
     description: str | UnsetType = UNSET
     parameters: dict[str, Any] | UnsetType = UNSET
-    strict: bool | None | UnsetType = UNSET
+    strict: bool | UnsetType | None = UNSET
 
 
-class Tool(_Strict):
+class Tool(_Strict, frozen=True):
     function: FunctionDefinition
     type: Literal["function"] = "function"
 
 
-class ToolChoiceFunction(_Strict):
+class ToolChoiceFunction(_Strict, frozen=True):
     name: str
 
 
-class NamedToolChoice(_Strict):
+class NamedToolChoice(_Strict, frozen=True):
     function: ToolChoiceFunction
     type: Literal["function"] = "function"
 
@@ -135,11 +135,11 @@ class NamedToolChoice(_Strict):
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
-class StreamOptions(_Strict):
+class StreamOptions(_Strict, frozen=True):
     include_usage: bool | UnsetType = UNSET
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(_Strict, frozen=True):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | UnsetType = UNSET
 
@@ -147,34 +147,34 @@ class ResponseFormat(_Strict):
 # -- the request -------------------------------------------------------------
 
 
-class ChatRequest(_Strict):
+class ChatRequest(_Strict, frozen=True):
     """An OpenAI chat-completion request; `model` names a model group."""
 
     model: Annotated[str, Meta(min_length=1)]
     messages: Annotated[tuple[Message, ...], Meta(min_length=1)]
-    frequency_penalty: float | None | UnsetType = UNSET
-    logit_bias: dict[str, float] | None | UnsetType = UNSET
-    logprobs: bool | None | UnsetType = UNSET
-    top_logprobs: int | None | UnsetType = UNSET
-    max_tokens: Annotated[int, Meta(ge=1)] | None | UnsetType = UNSET
-    max_completion_tokens: Annotated[int, Meta(ge=1)] | None | UnsetType = UNSET
-    n: Annotated[int, Meta(ge=1)] | None | UnsetType = UNSET
-    presence_penalty: float | None | UnsetType = UNSET
-    reasoning_effort: str | None | UnsetType = UNSET
+    frequency_penalty: float | UnsetType | None = UNSET
+    logit_bias: dict[str, float] | UnsetType | None = UNSET
+    logprobs: bool | UnsetType | None = UNSET
+    top_logprobs: int | UnsetType | None = UNSET
+    max_tokens: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    max_completion_tokens: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    n: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    presence_penalty: float | UnsetType | None = UNSET
+    reasoning_effort: str | UnsetType | None = UNSET
     response_format: ResponseFormat | UnsetType = UNSET
-    seed: int | None | UnsetType = UNSET
-    stop: str | tuple[str, ...] | None | UnsetType = UNSET
-    stream: bool | None | UnsetType = UNSET
-    stream_options: StreamOptions | None | UnsetType = UNSET
-    temperature: float | None | UnsetType = UNSET
-    top_p: float | None | UnsetType = UNSET
+    seed: int | UnsetType | None = UNSET
+    stop: str | tuple[str, ...] | UnsetType | None = UNSET
+    stream: bool | UnsetType | None = UNSET
+    stream_options: StreamOptions | UnsetType | None = UNSET
+    temperature: float | UnsetType | None = UNSET
+    top_p: float | UnsetType | None = UNSET
     tools: tuple[Tool, ...] | UnsetType = UNSET
     tool_choice: ToolChoice | UnsetType = UNSET
     parallel_tool_calls: bool | UnsetType = UNSET
     user: str | UnsetType = UNSET
 
 
-class ChatCall(ChatRequest):
+class ChatCall(ChatRequest, frozen=True):
     """A request as a client sends it: the provider request plus routing extensions.
 
     Routing fields live here and never in `ChatRequest`, so they cannot reach a
@@ -187,7 +187,7 @@ class ChatCall(ChatRequest):
 # -- the response ------------------------------------------------------------
 
 
-class _Lenient(Struct, kw_only=True):
+class _Lenient(Struct, frozen=True, kw_only=True):
     """Response-side Struct: providers add fields; what we do not declare is dropped."""
 
 
@@ -195,7 +195,7 @@ class ResponseMessage(_Lenient, frozen=True):
     content: str | None = None
     role: Literal["assistant"] = "assistant"
     tool_calls: tuple[ToolCall, ...] | UnsetType = UNSET
-    refusal: str | None | UnsetType = UNSET
+    refusal: str | UnsetType | None = UNSET
 
 
 class Choice(_Lenient, frozen=True):
@@ -209,8 +209,8 @@ class Usage(_Lenient, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    prompt_tokens_details: dict[str, Any] | None | UnsetType = UNSET
-    completion_tokens_details: dict[str, Any] | None | UnsetType = UNSET
+    prompt_tokens_details: dict[str, Any] | UnsetType | None = UNSET
+    completion_tokens_details: dict[str, Any] | UnsetType | None = UNSET
 
 
 class ChatCompletion(_Lenient, frozen=True):
@@ -221,9 +221,9 @@ class ChatCompletion(_Lenient, frozen=True):
     model: str
     choices: tuple[Choice, ...]
     object: Literal["chat.completion"] = "chat.completion"
-    usage: Usage | None | UnsetType = UNSET
-    system_fingerprint: str | None | UnsetType = UNSET
-    service_tier: str | None | UnsetType = UNSET
+    usage: Usage | UnsetType | None = UNSET
+    system_fingerprint: str | UnsetType | None = UNSET
+    service_tier: str | UnsetType | None = UNSET
 
 
 # Codecs are built once and reused on the hot path.

@@ -119,7 +119,11 @@ class DeploymentActor:
 
     def available_at(self, now: float) -> float:
         """When the breaker lets attempts through again (now, if it does)."""
-        return max(now, self._breaker.open_until) if self._breaker.state(now) is BreakerState.OPEN else now
+        return (
+            max(now, self._breaker.open_until)
+            if self._breaker.state(now) is BreakerState.OPEN
+            else now
+        )
 
     # -- lifecycle -------------------------------------------------------
 
@@ -211,7 +215,9 @@ class DeploymentActor:
         except httpx.HTTPError as exc:
             raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None
         if response.is_success:
-            completion = self.adapter.parse(response.status_code, response.headers, response.content)
+            completion = self.adapter.parse(
+                response.status_code, response.headers, response.content
+            )
             return Success(
                 response=completion,
                 latency_s=anyio.current_time() - start,
@@ -234,8 +240,10 @@ class DeploymentActor:
 
     def _record(self, outcome: Outcome, reserved: int, now: float) -> None:
         latency = outcome.latency_s
-        self._latency = latency if self._latency is None else (
-            self._latency + _EWMA_WEIGHT * (latency - self._latency)
+        self._latency = (
+            latency
+            if self._latency is None
+            else (self._latency + _EWMA_WEIGHT * (latency - self._latency))
         )
         if isinstance(outcome, Success):
             self._breaker.success()

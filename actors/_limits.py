@@ -128,7 +128,9 @@ class Breaker:
         self.open_until = 0.0
         self._fails.clear()
 
-    def failure(self, now: float, *, counts: bool, open_now: bool, retry_after: float | None) -> None:
+    def failure(
+        self, now: float, *, counts: bool, open_now: bool, retry_after: float | None
+    ) -> None:
         was_probe, self._probing = self._probing, False
         if retry_after:
             self.open_until = max(self.open_until, now + retry_after)

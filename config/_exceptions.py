@@ -1,6 +1,6 @@
 """Errors of the config layer.
 
-    ConfigError            the file cannot become a Config; names file, key and reason
+ConfigError            the file cannot become a Config; names file, key and reason
 """
 
 from __future__ import annotations

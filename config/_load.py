@@ -33,7 +33,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     return parse_config(text, file=file, env=env)
 
 
-def parse_config(text: str, *, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    text: str, *, file: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
     """Validate TOML `text` as a Config (see `load_config`)."""
     try:
         raw = tomllib.loads(text)

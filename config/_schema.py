@@ -39,7 +39,7 @@ class _Table(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of every config table: immutable, keyword-only, unknown keys rejected."""
 
 
-class ServerConfig(_Table):
+class ServerConfig(_Table, frozen=True):
     socket: str = "run/dispatcher.sock"
     """HTTP/1.1 over a Unix socket, created with mode 0600."""
     metrics: str = "127.0.0.1:9464"
@@ -56,20 +56,20 @@ class ServerConfig(_Table):
                 raise ValueError(f"{key}: expected 'host:port' (e.g. 127.0.0.1:9464)")
 
 
-class JobsConfig(_Table):
+class JobsConfig(_Table, frozen=True):
     store: str = "run/jobs.sqlite3"
     concurrency: PositiveInt = 256
     retention_s: NonNegativeFloat = 86400.0
 
 
-class CooldownConfig(_Table):
+class CooldownConfig(_Table, frozen=True):
     allowed_fails: PositiveInt = 3
     """Failures within window_s that open the breaker."""
     window_s: PositiveFloat = 60.0
     cooldown_s: NonNegativeFloat = 30.0
 
 
-class RouterConfig(_Table):
+class RouterConfig(_Table, frozen=True):
     strategy: Strategy = "simple-shuffle"
     num_retries: NonNegativeInt = 2
     timeout_s: PositiveFloat = 600.0
@@ -80,7 +80,7 @@ class RouterConfig(_Table):
     cooldown: CooldownConfig = CooldownConfig()
 
 
-class Deployment(_Table):
+class Deployment(_Table, frozen=True):
     """One `[[deployment]]`: a provider model behind its own actor."""
 
     name: Name
@@ -118,9 +118,13 @@ class Deployment(_Table):
                 if getattr(self, knob) != getattr(_MOCK_DEFAULTS, knob):
                     raise ValueError(f"{knob}: a knob of provider 'mock', not {self.provider!r}")
         if self.provider == "azure" and not self.api_base:
-            raise ValueError("api_base: provider 'azure' needs it (https://RESOURCE.openai.azure.com)")
+            raise ValueError(
+                "api_base: provider 'azure' needs it (https://RESOURCE.openai.azure.com)"
+            )
         if self.provider == "openai-compatible" and not self.api_base:
-            raise ValueError("api_base: provider 'openai-compatible' needs it (http://host:8000/v1)")
+            raise ValueError(
+                "api_base: provider 'openai-compatible' needs it (http://host:8000/v1)"
+            )
         if self.provider == "bedrock" and not (self.region or self.api_base):
             raise ValueError("region: provider 'bedrock' needs it (or api_base)")
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
@@ -138,7 +142,7 @@ class _MockDefaults(Struct, frozen=True):
 _MOCK_DEFAULTS: Final = _MockDefaults()
 
 
-class Config(_Table):
+class Config(_Table, frozen=True):
     """A whole dispatcher config file."""
 
     server: ServerConfig = ServerConfig()

@@ -70,10 +70,14 @@ class Api:
         if handler is not None:
             await handler(scope, receive, send)
         elif scope["path"] in self._paths:
-            body = simple_error(405, "Method not allowed", "invalid_request_error", "method_not_allowed")
+            body = simple_error(
+                405, "Method not allowed", "invalid_request_error", "method_not_allowed"
+            )
             await _respond(send, 405, body)
         else:
-            body = simple_error(404, f"No route {scope['path']}", "invalid_request_error", "not_found")
+            body = simple_error(
+                404, f"No route {scope['path']}", "invalid_request_error", "not_found"
+            )
             await _respond(send, 404, body)
 
     # -- routes ----------------------------------------------------------------
@@ -129,7 +133,11 @@ class Api:
             await _respond(send, 200, b'{"status":"ready"}')
 
     async def _deployments(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stats = [actor.statistics() for members in self.supervisor.router.groups.values() for actor in members]
+        stats = [
+            actor.statistics()
+            for members in self.supervisor.router.groups.values()
+            for actor in members
+        ]
         await _respond(send, 200, msgspec.json.encode({"object": "list", "data": stats}))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_, description=help_)
-        cmd.add_argument("--config", type=Path, help="config file (default: $DISPATCHER_CONFIG, "
-                         "./config/dispatcher.toml, then the shipped default)")
+        cmd.add_argument(
+            "--config",
+            type=Path,
+            help="config file (default: $DISPATCHER_CONFIG, "
+            "./config/dispatcher.toml, then the shipped default)",
+        )
         return cmd
 
     serve = command("serve", "run the daemon in the foreground")
@@ -172,11 +176,14 @@ def _status(args: argparse.Namespace) -> int:
         print(f"error {response.status_code}: {response.text}", file=sys.stderr)
         return 1
     rows = msgspec.json.decode(response.content)["data"]
-    print(f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}")
+    print(
+        f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}"
+    )
     for row in rows:
         print(
             f"{row['name']:24} {row['group']:16} {row['state']:10} "
-            f"{row['inbox_used']:>4}/{row['inbox_size']:<4} {row['inflight']:>4}/{row['concurrency']:<4} "
+            f"{row['inbox_used']:>4}/{row['inbox_size']:<4} "
+            f"{row['inflight']:>4}/{row['concurrency']:<4} "
             f"{row['cooldown_remaining_s']:>8.1f}s"
         )
     return 0

@@ -33,10 +33,14 @@ logger = logging.getLogger("dispatcher")
 class Daemon:
     """One running dispatcher: what a config describes, alive."""
 
-    def __init__(self, config: Config, base_dir: Path, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, config: Config, base_dir: Path, *, registry: CollectorRegistry | None = None
+    ) -> None:
         unsupported = sorted({d.provider for d in config.deployment} - supported_providers())
         if unsupported:
-            raise DaemonError(f"providers not supported by this build yet: {', '.join(unsupported)}")
+            raise DaemonError(
+                f"providers not supported by this build yet: {', '.join(unsupported)}"
+            )
         self.config = config
         self.base_dir = base_dir
         self.socket_path = (base_dir / config.server.socket).resolve()
@@ -68,9 +72,7 @@ class Daemon:
                 sock = bind_tcp(host, port, "metrics")
                 sockets.append(sock)
                 self.metrics_address = sock.getsockname()[:2]
-                scrape = Api(
-                    self.supervisor, self.metrics, max_body_bytes=4096, metrics_only=True
-                )
+                scrape = Api(self.supervisor, self.metrics, max_body_bytes=4096, metrics_only=True)
                 listeners.append((scrape, sock))
             async with anyio.create_task_group() as actors_tg:
                 for actor in self.actors:
@@ -83,7 +85,9 @@ class Daemon:
                         servers_tg.start_soon(uv.serve, [sock])
                     logger.info(
                         "serving %d deployments in %d groups on %s",
-                        len(self.actors), len(self.router.groups), self.socket_path,
+                        len(self.actors),
+                        len(self.router.groups),
+                        self.socket_path,
                     )
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: let the actors drain.
@@ -132,4 +136,3 @@ async def serve(config: Config, base_dir: Path) -> None:
         tg.start_soon(daemon.handle_signals)
         await daemon.run()
         tg.cancel_scope.cancel()
-

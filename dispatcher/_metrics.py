@@ -17,10 +17,35 @@ from prometheus_client.registry import Collector
 from actors import DeploymentActor, Failure, Outcome, Success
 
 _LATENCY_BUCKETS: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
 )
 _OVERHEAD_BUCKETS: Final = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
 )
 
 
@@ -35,42 +60,67 @@ class Metrics:
         self.registry = registry
         p = "dispatcher_"
         self._requests = Counter(
-            p + "requests_total", "Requests by model group and outcome",
-            ["group", "outcome"], registry=registry,
+            p + "requests_total",
+            "Requests by model group and outcome",
+            ["group", "outcome"],
+            registry=registry,
         )
         self._attempts = Counter(
-            p + "attempts_total", "Attempts by group, deployment and outcome",
-            ["group", "deployment", "outcome"], registry=registry,
+            p + "attempts_total",
+            "Attempts by group, deployment and outcome",
+            ["group", "deployment", "outcome"],
+            registry=registry,
         )
         self._request_duration = Histogram(
-            p + "request_duration_seconds", "Whole-request duration",
-            ["group"], buckets=_LATENCY_BUCKETS, registry=registry,
+            p + "request_duration_seconds",
+            "Whole-request duration",
+            ["group"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self._attempt_duration = Histogram(
-            p + "attempt_duration_seconds", "Duration of one attempt upstream",
-            ["group", "deployment"], buckets=_LATENCY_BUCKETS, registry=registry,
+            p + "attempt_duration_seconds",
+            "Duration of one attempt upstream",
+            ["group", "deployment"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.time_to_first_token = Histogram(
-            p + "time_to_first_token_seconds", "Time to the first streamed token",
-            ["group", "deployment"], buckets=_LATENCY_BUCKETS, registry=registry,
+            p + "time_to_first_token_seconds",
+            "Time to the first streamed token",
+            ["group", "deployment"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self._overhead = Histogram(
-            p + "overhead_seconds", "Time spent in the dispatcher itself per request",
-            buckets=_OVERHEAD_BUCKETS, registry=registry,
+            p + "overhead_seconds",
+            "Time spent in the dispatcher itself per request",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=registry,
         )
         self._fallbacks = Counter(
-            p + "fallbacks_total", "Moves from one model group to a fallback group",
-            ["from_group", "to_group"], registry=registry,
+            p + "fallbacks_total",
+            "Moves from one model group to a fallback group",
+            ["from_group", "to_group"],
+            registry=registry,
         )
         self._retries = Counter(
-            p + "retries_total", "Retries on the same deployment", ["deployment"], registry=registry,
+            p + "retries_total",
+            "Retries on the same deployment",
+            ["deployment"],
+            registry=registry,
         )
         self._tokens = Counter(
-            p + "tokens_total", "Tokens reported by providers",
-            ["group", "deployment", "kind"], registry=registry,
+            p + "tokens_total",
+            "Tokens reported by providers",
+            ["group", "deployment", "kind"],
+            registry=registry,
         )
         self._rejected = Counter(
-            p + "rejected_total", "Requests refused before any attempt", ["reason"], registry=registry,
+            p + "rejected_total",
+            "Requests refused before any attempt",
+            ["reason"],
+            registry=registry,
         )
         registry.register(_ActorCollector(actors))
         # label values -> child; prometheus_client's own lookup takes a lock each time
@@ -90,19 +140,13 @@ class Metrics:
     def attempt(self, group: str, deployment: str, outcome: Outcome) -> None:
         label = "success" if isinstance(outcome, Success) else str(outcome.error)
         self._child(self._attempts, group, deployment, label).inc()
-        self._child(self._attempt_duration, group, deployment).observe(
-            outcome.latency_s
-        )
+        self._child(self._attempt_duration, group, deployment).observe(outcome.latency_s)
         if isinstance(outcome, Failure):
             return
         usage = outcome.response.usage
         if usage:
-            self._child(self._tokens, group, deployment, "prompt").inc(
-                usage.prompt_tokens
-            )
-            self._child(self._tokens, group, deployment, "completion").inc(
-                usage.completion_tokens
-            )
+            self._child(self._tokens, group, deployment, "prompt").inc(usage.prompt_tokens)
+            self._child(self._tokens, group, deployment, "completion").inc(usage.completion_tokens)
 
     def overhead(self, seconds: float) -> None:
         self._overhead.observe(max(seconds, 0.0))
@@ -125,7 +169,9 @@ class _ActorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         inbox = GaugeMetricFamily(
-            "dispatcher_inbox_depth", "Attempts waiting in a deployment's inbox", labels=["deployment"]
+            "dispatcher_inbox_depth",
+            "Attempts waiting in a deployment's inbox",
+            labels=["deployment"],
         )
         inflight = GaugeMetricFamily(
             "dispatcher_inflight", "Attempts in flight upstream", labels=["deployment"]

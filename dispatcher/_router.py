@@ -48,7 +48,12 @@ class Router:
     def chain(self, group: str, request_fallbacks: tuple[str, ...] = ()) -> Chain:
         """Candidates for `group`: its deployments, then each fallback group's."""
         config = self.config
-        groups = [group, *request_fallbacks, *config.fallbacks.get(group, ()), *config.default_fallbacks]
+        groups = [
+            group,
+            *request_fallbacks,
+            *config.fallbacks.get(group, ()),
+            *config.default_fallbacks,
+        ]
         return Chain(self, list(dict.fromkeys(groups)))
 
     def special_fallbacks(self, group: str, error: ErrorClass) -> tuple[str, ...] | None:
@@ -64,7 +69,7 @@ class Router:
     def _shuffle(self, members: tuple[DeploymentActor, ...]) -> list[DeploymentActor]:
         if len(members) < 2:
             return list(members)
-        # Weighted random permutation (Efraimidis–Spirakis): key = u ** (1 / weight).
+        # Weighted random permutation (Efraimidis-Spirakis): key = u ** (1 / weight).
         rand = self._rng.random
         return sorted(members, key=lambda a: rand() ** (1.0 / a.spec.weight), reverse=True)
 

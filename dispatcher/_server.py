@@ -50,14 +50,18 @@ def bind_unix(path: Path) -> socket.socket:
     on is not. The folder is created (0700) when missing.
     """
     if len(os.fsencode(path)) > _MAX_UNIX_PATH:
-        raise DaemonError(f"socket path {path} is longer than {_MAX_UNIX_PATH} bytes; choose a shorter one")
+        raise DaemonError(
+            f"socket path {path} is longer than {_MAX_UNIX_PATH} bytes; choose a shorter one"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise DaemonError(f"cannot create socket folder {path.parent}: {exc.strerror}") from None
     if path.is_symlink() or path.exists():
         if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise DaemonError(f"{path} exists and is not a socket; move it away or choose another path")
+            raise DaemonError(
+                f"{path} exists and is not a socket; move it away or choose another path"
+            )
         if _answers(path):
             raise DaemonError(f"another daemon is serving on {path}")
         path.unlink(missing_ok=True)
@@ -86,7 +90,9 @@ def bind_tcp(host: str, port: int, what: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         hint = " (is another daemon running?)" if exc.errno == errno.EADDRINUSE else ""
-        raise DaemonError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}{hint}") from None
+        raise DaemonError(
+            f"cannot listen for {what} on {host}:{port}: {exc.strerror}{hint}"
+        ) from None
     sock.listen(1024)
     sock.setblocking(False)
     return sock

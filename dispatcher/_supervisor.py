@@ -124,7 +124,9 @@ class Supervisor:
                     retry = 0
                     while True:
                         reply = Reply()
-                        attempt = Attempt(payload=payload, deadline=deadline, tokens=tokens, reply=reply)
+                        attempt = Attempt(
+                            payload=payload, deadline=deadline, tokens=tokens, reply=reply
+                        )
                         try:
                             actor.submit(attempt)
                         except Unavailable as exc:
@@ -150,7 +152,10 @@ class Supervisor:
                         last = outcome
                         logger.info(
                             "attempt failed: group=%s deployment=%s error=%s status=%s",
-                            chain.group, actor.name, outcome.error, outcome.status,
+                            chain.group,
+                            actor.name,
+                            outcome.error,
+                            outcome.status,
                         )
                         special = self.router.special_fallbacks(chain.group, outcome.error)
                         if special is not None:
@@ -198,7 +203,9 @@ class Supervisor:
 def _record(actor: DeploymentActor, outcome: Success | Failure) -> AttemptRecord:
     if isinstance(outcome, Success):
         return AttemptRecord(
-            deployment=actor.name, outcome="success", status=200,
+            deployment=actor.name,
+            outcome="success",
+            status=200,
             latency_ms=round(outcome.latency_s * 1000.0, 3),
         )
     return AttemptRecord(
@@ -216,4 +223,3 @@ def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
         if reason in skipped:
             return reason, skipped[reason]
     return "no_deployment", anyio.current_time() + 1.0
-

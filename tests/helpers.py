@@ -28,13 +28,19 @@ def completion(text: str = "ok", model: str = "m", **usage: int) -> httpx.Respon
         "object": "chat.completion",
         "created": 1,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, **usage},
     }
-    return httpx.Response(200, content=msgspec.json.encode(body), headers={"content-type": "application/json"})
+    return httpx.Response(
+        200, content=msgspec.json.encode(body), headers={"content-type": "application/json"}
+    )
 
 
-def error(status: int, code: str | None = None, message: str = "boom", **headers: str) -> httpx.Response:
+def error(
+    status: int, code: str | None = None, message: str = "boom", **headers: str
+) -> httpx.Response:
     body = {"error": {"message": message, "type": "x", "code": code, "param": None}}
     return httpx.Response(status, content=msgspec.json.encode(body), headers=headers)
 
@@ -87,11 +93,18 @@ async def stack(
 
 
 def deployments(*specs: str, router: str = "") -> str:
-    """Config text: `router` lines, then one [[deployment]] per spec 'name group [key=value ...]'."""
+    """Config text: `router` lines, then a [[deployment]] per 'name group [key=value ...]'."""
     out = ["[router]", "num_retries = 0", router]
     for spec in specs:
         name, group, *rest = spec.split()
-        out += ["[[deployment]]", f'name = "{name}"', f'group = "{group}"',
-                'provider = "openai-compatible"', 'model = "m"', 'api_base = "http://up.invalid/v1"',
-                'api_key = "sk-test-secret"', *rest]
+        out += [
+            "[[deployment]]",
+            f'name = "{name}"',
+            f'group = "{group}"',
+            'provider = "openai-compatible"',
+            'model = "m"',
+            'api_base = "http://up.invalid/v1"',
+            'api_key = "sk-test-secret"',
+            *rest,
+        ]
     return "\n".join(out)

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.anyio
 
 
 @contextlib.asynccontextmanager
-async def client(config: str, handlers: dict, max_body_bytes: int = 4096) -> AsyncIterator[tuple[httpx.AsyncClient, Stack]]:
+async def client(
+    config: str, handlers: dict, max_body_bytes: int = 4096
+) -> AsyncIterator[tuple[httpx.AsyncClient, Stack]]:
     async with stack(config, handlers) as s:
         app = Api(s.supervisor, s.metrics, max_body_bytes=max_body_bytes)
         transport = httpx.ASGITransport(app=app)
@@ -45,35 +47,61 @@ async def test_chat_answers_with_routing_headers() -> None:
         pytest.param(b"{not json", 400, "invalid_json", None, id="malformed-json"),
         pytest.param(b"[]", 400, "invalid_request", None, id="not-an-object"),
         pytest.param(b'{"model": "g"}', 400, "invalid_request", None, id="missing-messages"),
-        pytest.param(b'{"model": "g", "messages": []}', 400, "invalid_request", "messages", id="empty-messages"),
+        pytest.param(
+            b'{"model": "g", "messages": []}',
+            400,
+            "invalid_request",
+            "messages",
+            id="empty-messages",
+        ),
         pytest.param(
             b'{"model": "g", "messages": [{"role": "user", "content": 5}]}',
-            400, "invalid_request", "messages[0].content", id="wrong-type",
+            400,
+            "invalid_request",
+            "messages[0].content",
+            id="wrong-type",
         ),
         pytest.param(
             b'{"model": "g", "messages": [{"role": "robot", "content": "x"}]}',
-            400, "invalid_request", "messages[0].role", id="bad-role",
+            400,
+            "invalid_request",
+            "messages[0].role",
+            id="bad-role",
         ),
         pytest.param(
-            b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "metadata": {"a": "b"}}',
-            400, "unknown_parameter", "metadata", id="unknown-parameter",
+            b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "metadata": {}}',
+            400,
+            "unknown_parameter",
+            "metadata",
+            id="unknown-parameter",
         ),
         pytest.param(
             b'{"model": "g", "messages": [{"role": "user", "content": "x", "cache_control": 1}]}',
-            400, "unknown_parameter", "messages[0].cache_control", id="unknown-nested",
+            400,
+            "unknown_parameter",
+            "messages[0].cache_control",
+            id="unknown-nested",
         ),
         pytest.param(
             b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}',
-            404, "model_not_found", None, id="unknown-model",
+            404,
+            "model_not_found",
+            None,
+            id="unknown-model",
         ),
         pytest.param(
             b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": true}',
-            400, "invalid_request", "stream", id="stream-not-yet",
+            400,
+            "invalid_request",
+            "stream",
+            id="stream-not-yet",
         ),
         pytest.param(b"x" * 5000, 413, "request_too_large", None, id="too-large"),
     ],
 )
-async def test_bad_input_gets_a_precise_error(body: bytes, status: int, code: str, param: str | None) -> None:
+async def test_bad_input_gets_a_precise_error(
+    body: bytes, status: int, code: str, param: str | None
+) -> None:
     """Each kind of bad input has its own status, code and param, in OpenAI's error shape."""
     async with client(deployments("a g"), {"a": ok}) as (c, _):
         response = await c.post("/v1/chat/completions", content=body)
@@ -97,12 +125,16 @@ async def test_all_attempts_failed_is_502_listing_attempts() -> None:
     err = response.json()["error"]
     assert (err["type"], err["code"]) == ("upstream_error", "all_attempts_failed")
     [attempt] = err["attempts"]
-    assert (attempt["deployment"], attempt["outcome"], attempt["status"]) == ("a", "overloaded", 503)
+    assert (attempt["deployment"], attempt["outcome"], attempt["status"]) == (
+        "a",
+        "overloaded",
+        503,
+    )
     assert "upstream overloaded" in attempt["message"]
 
 
 async def test_context_window_exceeded_is_a_client_error() -> None:
-    """With no context-window fallback left, the client gets OpenAI's 400 context_length_exceeded."""
+    """With no context-window fallback left, the client gets OpenAI's 400 error."""
 
     async def small(request: httpx.Request) -> httpx.Response:
         return error(400, "context_length_exceeded", message="maximum context length is 10 tokens")

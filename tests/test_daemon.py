@@ -77,7 +77,9 @@ async def test_openai_sdk_over_the_unix_socket(tmp_path: Path) -> None:
         http_client = openai.DefaultAsyncHttpxClient(
             transport=httpx2.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
         )
-        sdk = openai.AsyncOpenAI(base_url="http://dispatcher/v1", api_key="unused", http_client=http_client)
+        sdk = openai.AsyncOpenAI(
+            base_url="http://dispatcher/v1", api_key="unused", http_client=http_client
+        )
         async with sdk:
             reply = await sdk.chat.completions.with_raw_response.create(
                 model="flaky", messages=[{"role": "user", "content": "hello"}]
@@ -89,7 +91,9 @@ async def test_openai_sdk_over_the_unix_socket(tmp_path: Path) -> None:
             models = await sdk.models.list()
             assert sorted(m.id for m in models.data) == ["flaky", "mini"]
             with pytest.raises(openai.NotFoundError) as info:
-                await sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+                await sdk.chat.completions.create(
+                    model="nope", messages=[{"role": "user", "content": "x"}]
+                )
             assert info.value.code == "model_not_found"
 
 
@@ -142,7 +146,9 @@ async def test_stop_drains_in_flight_requests(tmp_path: Path) -> None:
     release = anyio.Event()
     fake.script(wait(release))
     async with serve_app(fake) as url:
-        text = CONFIG + f"""
+        text = (
+            CONFIG
+            + f"""
 [[deployment]]
 name = "upstream"
 group = "real"
@@ -151,6 +157,7 @@ model = "gpt-4o-mini"
 api_base = "{url}/v1"
 api_key = "sk-fake"
 """
+        )
         responses: list[httpx.Response] = []
         daemon = Daemon(parse_config(text), tmp_path)
         async with uds_client(daemon) as client, anyio.create_task_group() as tg:

@@ -53,7 +53,9 @@ def test_half_open_lets_one_probe_through() -> None:
     assert breaker.state(6.0) is BreakerState.OPEN
     assert breaker.admit(10.5)
     breaker.success()
-    assert breaker.state(10.5) is BreakerState.CLOSED and breaker.admit(10.5) and breaker.admit(10.5)
+    assert (
+        breaker.state(10.5) is BreakerState.CLOSED and breaker.admit(10.5) and breaker.admit(10.5)
+    )
 
 
 def test_auth_opens_at_once_and_bad_request_does_not_count() -> None:

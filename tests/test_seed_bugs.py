@@ -27,7 +27,11 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "Get current weather",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
 ]
@@ -65,7 +69,7 @@ api_key = "azure-key"
 
 
 async def test_fallback_after_timeout_keeps_tools_and_tool_choice(tmp_path: Path) -> None:
-    """Primary times out; the strict Azure fake gets both `tools` and `tool_choice` and answers the call."""
+    """Primary times out; the strict Azure fake gets `tools` and `tool_choice`, calls the tool."""
     primary, azure = OpenAIFake(api_key="sk-primary"), AzureFake(api_key="azure-key")
     primary.script(hang())
     async with serve_app(primary) as p_url, serve_app(azure) as a_url:
@@ -74,8 +78,12 @@ async def test_fallback_after_timeout_keeps_tools_and_tool_choice(tmp_path: Path
             await tg.start(daemon.run)
             transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
             async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
-                body = {"model": "primary", "messages": [{"role": "user", "content": "Weather in Paris?"}],
-                        "tools": TOOLS, "tool_choice": FORCED}
+                body = {
+                    "model": "primary",
+                    "messages": [{"role": "user", "content": "Weather in Paris?"}],
+                    "tools": TOOLS,
+                    "tool_choice": FORCED,
+                }
                 with anyio.fail_after(10):
                     response = await client.post("/v1/chat/completions", json=body)
             daemon.stop()
@@ -101,7 +109,8 @@ default_fallbacks = ["last"]
 allowed_fails = 1000
 """
     for name, group in (("a", "g"), ("r", "req"), ("c", "cfg"), ("l", "last")):
-        text += f'[[deployment]]\nname = "{name}"\ngroup = "{group}"\nprovider = "openai"\nmodel = "m"\n'
+        text += f'[[deployment]]\nname = "{name}"\ngroup = "{group}"\n'
+        text += 'provider = "openai"\nmodel = "m"\n'
 
     async def fail(request: httpx.Request) -> httpx.Response:
         return error(503)
@@ -118,7 +127,9 @@ allowed_fails = 1000
             result = await s.supervisor.complete(request)
             paths.add(tuple((a.deployment, a.outcome) for a in result.attempts))
         assert s.config == before
-    assert paths == {(("a", "overloaded"), ("r", "overloaded"), ("c", "overloaded"), ("l", "success"))}
+    assert paths == {
+        (("a", "overloaded"), ("r", "overloaded"), ("c", "overloaded"), ("l", "success"))
+    }
     assert request == msgspec.json.decode(raw, type=ChatCall)
 
 
@@ -129,8 +140,13 @@ _user = st.builds(lambda t: {"role": "user", "content": t}, _text)
 _system = st.builds(lambda t: {"role": "system", "content": t}, _text)
 _tool_turn = st.builds(
     lambda i, a: [
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": i, "type": "function", "function": {"name": "get_weather", "arguments": a}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": a}}
+            ],
+        },
         {"role": "tool", "tool_call_id": i, "content": "18C"},
     ],
     st.from_regex(r"call_[A-Za-z0-9]{1,30}", fullmatch=True),
@@ -153,9 +169,9 @@ _optional = st.fixed_dictionaries(
 
 @st.composite
 def chat_requests(draw: st.DrawFn) -> dict[str, Any]:
-    messages = draw(st.lists(_system, max_size=1)) + [draw(_user)]
+    messages = [*draw(st.lists(_system, max_size=1)), draw(_user)]
     for turn in draw(st.lists(_tool_turn, max_size=2)):
-        messages += turn + [draw(_user)]
+        messages += [*turn, draw(_user)]
     body: dict[str, Any] = {"model": "g", "messages": messages, **draw(_optional)}
     if draw(st.booleans()):
         body["tools"] = TOOLS
@@ -207,11 +223,15 @@ def test_payload_is_identical_and_bodies_are_allow_listed(body: dict[str, Any]) 
         async def answer(request: httpx.Request) -> httpx.Response:
             bodies[name].append(msgspec.json.decode(request.content))
             return error(500) if len(bodies[name]) <= fails else completion()
+
         return answer
 
     async def run() -> None:
-        handlers = {"openai-a": handler("openai-a", 99), "azure-b": handler("azure-b", 99),
-                    "compat-c": handler("compat-c", 1)}
+        handlers = {
+            "openai-a": handler("openai-a", 99),
+            "azure-b": handler("azure-b", 99),
+            "compat-c": handler("compat-c", 1),
+        }
         async with stack(PROPERTY_CONFIG, handlers) as s:
             for actor in s.actors.values():
                 spy(actor, payloads)
@@ -230,7 +250,10 @@ def test_payload_is_identical_and_bodies_are_allow_listed(body: dict[str, Any]) 
             kwargs = {} if accepted is None else {"accepted": accepted}
             assert check_chat_request(provider_body, **kwargs) is None, (name, provider_body)
             assert set(provider_body) <= set(ChatRequest.__struct_fields__)
-            assert provider_body["model"] == {"openai-a": "gpt-4o-mini", "azure-b": "dep-b", "compat-c": "llama"}[name]
+            assert (
+                provider_body["model"]
+                == {"openai-a": "gpt-4o-mini", "azure-b": "dep-b", "compat-c": "llama"}[name]
+            )
 
 
 def spy(actor: DeploymentActor, payloads: list[bytes]) -> None:

@@ -67,9 +67,13 @@ async def test_retryable_error_is_retried_on_the_same_deployment() -> None:
         pytest.param(error(429, "insufficient_quota"), "rate_limited", id="quota"),
     ],
 )
-async def test_non_retryable_error_moves_to_next_candidate(answer: httpx.Response, error_class: str) -> None:
+async def test_non_retryable_error_moves_to_next_candidate(
+    answer: httpx.Response, error_class: str
+) -> None:
     """Errors that retrying cannot fix go straight to the next deployment."""
-    config = deployments("a g", "b g", router='strategy = "least-busy"').replace("num_retries = 0", "num_retries = 3")
+    config = deployments("a g", "b g", router='strategy = "least-busy"').replace(
+        "num_retries = 0", "num_retries = 3"
+    )
     first, second = Upstream(answer), Upstream(answer)
     async with stack(config, {"a": first, "b": second}) as s:
         with pytest.raises(AllAttemptsFailed) as info:
@@ -82,9 +86,15 @@ async def test_every_attempt_receives_identical_bytes() -> None:
     """Failover re-sends the same payload: what one attempt saw, the next sees too."""
     ups = {name: Upstream(error(503)) for name in "abc"}
     ups["c"] = Upstream()
-    config = deployments("a g", "b f1", "c f2", router='default_fallbacks = ["f2"]\n[router.fallbacks]\ng = ["f1"]')
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    request = call(tools=tools, tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    config = deployments(
+        "a g", "b f1", "c f2", router='default_fallbacks = ["f2"]\n[router.fallbacks]\ng = ["f1"]'
+    )
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
+    request = call(
+        tools=tools, tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
     async with stack(config, ups) as s:
         result = await s.supervisor.complete(request)
         assert result.deployment == "c"
@@ -100,7 +110,7 @@ async def test_every_attempt_receives_identical_bytes() -> None:
 async def test_request_fallbacks_come_before_configured_ones() -> None:
     """Per-request `fallbacks` are tried first, then [router.fallbacks], then defaults."""
     ups = {"a": Upstream(error(503)), "b": Upstream(), "c": Upstream()}
-    config = deployments("a g", "b r", "c f", router="[router.fallbacks]\ng = [\"f\"]")
+    config = deployments("a g", "b r", "c f", router='[router.fallbacks]\ng = ["f"]')
     async with stack(config, ups) as s:
         result = await s.supervisor.complete(call(fallbacks=["r"]))
     assert result.deployment == "b"
@@ -109,9 +119,15 @@ async def test_request_fallbacks_come_before_configured_ones() -> None:
 
 async def test_context_window_error_takes_only_its_own_chain() -> None:
     """context_window_exceeded skips the generic chain for context_window_fallbacks."""
-    ups = {"a": Upstream(error(400, "context_length_exceeded")), "generic": Upstream(), "big": Upstream()}
+    ups = {
+        "a": Upstream(error(400, "context_length_exceeded")),
+        "generic": Upstream(),
+        "big": Upstream(),
+    }
     config = deployments(
-        "a g", "generic f", "big large",
+        "a g",
+        "generic f",
+        "big large",
         router='default_fallbacks = ["f"]\n[router.context_window_fallbacks]\ng = ["large"]',
     )
     async with stack(config, ups) as s:

@@ -28,7 +28,6 @@ def supported_providers() -> frozenset[str]:
 __all__ = [
     "Adapter",
     "HttpRequest",
-    "MOCK_BASE",
     "MockUpstream",
     "OpenAIAdapter",
     "adapter_for",

@@ -146,4 +146,3 @@ class OpenAIAdapter:
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_openai_error(status, headers, body)
-
