@@ -107,8 +107,12 @@ class DeploymentActor:
             self._limiter.tokens.give_back(attempt.tokens)
             raise InboxFull(self.name) from None
 
-    def check(self, *, tools: bool, tokens: int) -> None:
-        """Raise `Unsupported` when this deployment cannot take such a request at all."""
+    def check(self, *, tools: bool, tokens: int, params: frozenset[str] = frozenset()) -> None:
+        """Raise `Unsupported` when this deployment cannot take such a request at all.
+
+        `params` are the optional parameters the request sets: with `drop_params = false`
+        a deployment whose provider cannot express one of them is no candidate.
+        """
         if tools and not self.spec.supports_tools:
             raise Unsupported(self.name, f"deployment {self.name!r} does not support tools")
         limit = self.spec.max_input_tokens
@@ -116,6 +120,14 @@ class DeploymentActor:
             raise Unsupported(
                 self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}"
             )
+        if not self.spec.drop_params:
+            missing = sorted(params - self.adapter.supported_params)
+            if missing:
+                raise Unsupported(
+                    self.name,
+                    f"{self.spec.provider} deployment {self.name!r} does not support "
+                    f"{', '.join(missing)} (drop_params = false)",
+                )
 
     def available_at(self, now: float) -> float:
         """When the breaker lets attempts through again (now, if it does)."""

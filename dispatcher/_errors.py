@@ -60,6 +60,12 @@ def error_answer(exc: DispatchError) -> ErrorAnswer:
     elif isinstance(exc, AllAttemptsFailed) and exc.last in _CLIENT_SIDE:
         status, error["type"], error["code"] = _CLIENT_SIDE[exc.last]
         error["message"] = exc.attempts[-1].message or str(exc)
+    elif isinstance(exc, AllAttemptsFailed) and all(
+        a.outcome == ErrorClass.BAD_REQUEST for a in exc.attempts
+    ):
+        # Every provider refused the request's form: the request is what needs fixing.
+        status, error["type"], error["code"] = 400, "invalid_request_error", "rejected_by_provider"
+        error["message"] = "; ".join(f"{a.deployment}: {a.message}" for a in exc.attempts)
     if exc.attempts:
         error["attempts"] = exc.attempts
     return ErrorAnswer(status, msgspec.json.encode({"error": error}), tuple(headers))

@@ -29,6 +29,7 @@ from actors import (
     Unsupported,
     encoder,
 )
+from actors.providers import OPTIONAL_PARAMS
 from config import RouterConfig
 
 from ._exceptions import (
@@ -101,6 +102,7 @@ class Supervisor:
         payload = encoder.encode(msgspec.structs.replace(call, fallbacks=UNSET))
         tokens = len(payload) // 4
         tools = bool(call.tools)
+        params = frozenset(name for name in OPTIONAL_PARAMS if getattr(call, name) is not UNSET)
         fallbacks = call.fallbacks or ()
         records: list[AttemptRecord] = []
         waited = 0.0
@@ -113,7 +115,7 @@ class Supervisor:
             with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
                 for actor in chain:
                     try:
-                        actor.check(tools=tools, tokens=tokens)
+                        actor.check(tools=tools, tokens=tokens, params=params)
                     except Unsupported as exc:
                         skipped.setdefault("unsupported", anyio.current_time())
                         logger.debug("skipping %s: %s", actor.name, exc.message)

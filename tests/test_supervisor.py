@@ -256,3 +256,27 @@ async def test_secret_never_appears_in_failure_messages() -> None:
             await s.supervisor.complete(call())
     assert "sk-test-secret" not in (info.value.attempts[0].message or "")
     assert "***" in (info.value.attempts[0].message or "")
+
+
+async def test_unsupported_param_is_dropped_and_named() -> None:
+    """A parameter the provider cannot take is dropped and reported, not sent."""
+    up = Upstream()
+    config = deployments("a g").replace('provider = "openai-compatible"', 'provider = "azure"')
+    config = config.replace('model = "m"', 'model = "m"\napi_version = "2024-10-21"')
+    async with stack(config, {"a": up}) as s:
+        result = await s.supervisor.complete(call(reasoning_effort="low"))
+    assert result.dropped_params == ("reasoning_effort",)
+    assert "reasoning_effort" not in msgspec.json.decode(up.bodies[0])
+
+
+async def test_drop_params_false_skips_the_candidate() -> None:
+    """With drop_params = false the deployment is skipped before any network call."""
+    ups = {"strict": Upstream(), "b": Upstream()}
+    config = deployments(
+        "strict g drop_params=false", "b f", router='default_fallbacks = ["f"]'
+    ).replace('provider = "openai-compatible"', 'provider = "azure"', 1)
+    config = config.replace('model = "m"', 'model = "m"\napi_version = "2024-10-21"', 1)
+    async with stack(config, ups) as s:
+        result = await s.supervisor.complete(call(reasoning_effort="low"))
+    assert result.deployment == "b"
+    assert ups["strict"].bodies == []

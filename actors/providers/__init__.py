@@ -2,9 +2,18 @@
 
 from config import Deployment
 
-from ._base import Adapter, HttpRequest, excerpt, retry_after
+from ._base import (
+    OPTIONAL_PARAMS,
+    Adapter,
+    HttpRequest,
+    drop_params,
+    excerpt,
+    retry_after,
+    unsupported_params,
+)
 from ._mock import MOCK_BASE, MockUpstream
 from ._openai import OpenAIAdapter, classify_openai_error, parse_openai_completion
+from ._toolids import UNIVERSAL_ID, IdRule, conform_tool_ids, pattern_rule, universal_id
 
 _OPENAI_FAMILY = frozenset({"openai", "azure", "openai-compatible", "mock"})
 
@@ -26,14 +35,22 @@ def supported_providers() -> frozenset[str]:
 
 
 __all__ = [
+    "OPTIONAL_PARAMS",
+    "UNIVERSAL_ID",
     "Adapter",
     "HttpRequest",
+    "IdRule",
     "MockUpstream",
     "OpenAIAdapter",
     "adapter_for",
     "classify_openai_error",
+    "conform_tool_ids",
+    "drop_params",
     "excerpt",
     "parse_openai_completion",
+    "pattern_rule",
     "retry_after",
     "supported_providers",
+    "universal_id",
+    "unsupported_params",
 ]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
-from msgspec import Struct
+import msgspec
+from msgspec import UNSET, Struct
 
 from .._chat import ChatCompletion, ChatRequest
 from .._exceptions import ProviderError
@@ -33,6 +34,9 @@ class HttpRequest(Struct, frozen=True, kw_only=True):
 class Adapter(Protocol):
     """Translates for one deployment; built once from its frozen config."""
 
+    supported_params: frozenset[str]
+    """Optional `ChatRequest` fields the provider can express; others are dropped or refused."""
+
     def build(self, request: ChatRequest) -> HttpRequest:
         """The provider request for `request` (raises `Unsupported` if it cannot be expressed)."""
         ...
@@ -44,6 +48,24 @@ class Adapter(Protocol):
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """The classified error of a non-2xx answer."""
         ...
+
+
+OPTIONAL_PARAMS: Final = frozenset(ChatRequest.__struct_fields__) - {"model", "messages"}
+"""Every optional request parameter: what an adapter may support."""
+
+
+def unsupported_params(request: ChatRequest, supported: frozenset[str]) -> tuple[str, ...]:
+    """The optional parameters `request` sets that are not in `supported`, sorted."""
+    return tuple(
+        sorted(name for name in OPTIONAL_PARAMS - supported if getattr(request, name) is not UNSET)
+    )
+
+
+def drop_params(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest:
+    """`request` without the parameters `names` (for `HttpRequest.dropped_params`)."""
+    if not names:
+        return request
+    return msgspec.structs.replace(request, **dict.fromkeys(names, UNSET))
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

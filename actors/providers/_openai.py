@@ -16,9 +16,21 @@ from config import Deployment
 
 from .._chat import ChatCompletion, ChatRequest, completion_decoder, encoder
 from .._exceptions import ErrorClass, ProviderError
-from ._base import HttpRequest, excerpt, retry_after
+from ._base import (
+    OPTIONAL_PARAMS,
+    HttpRequest,
+    drop_params,
+    excerpt,
+    retry_after,
+    unsupported_params,
+)
+from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 OPENAI_BASE: Final = "https://api.openai.com/v1"
+OPENAI_TOOL_ID: Final[IdRule] = pattern_rule(r".+", max_length=40)
+"""OpenAI accepts any tool-call id of at most 40 characters (PROVIDERS.md §1.3)."""
+AZURE_REASONING_SINCE: Final = "2024-12-01-preview"
+"""Older Azure api-versions answer `Unknown parameter: 'reasoning_effort'`."""
 
 
 class _ErrorDetail(Struct):
@@ -110,10 +122,17 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
 class OpenAIAdapter:
     """OpenAI, OpenAI-compatible servers, and Azure OpenAI (both URL forms)."""
 
-    __slots__ = ("_headers", "_model", "_url")
+    __slots__ = ("_headers", "_model", "_url", "supported_params")
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
+        self.supported_params = OPTIONAL_PARAMS
+        if (
+            spec.provider == "azure"
+            and spec.api_version
+            and spec.api_version < AZURE_REASONING_SINCE
+        ):
+            self.supported_params = OPTIONAL_PARAMS - {"reasoning_effort"}
         headers = {"content-type": "application/json", "accept": "application/json"}
         key = spec.api_key.reveal() if spec.api_key is not None else None
         if spec.provider == "azure":
@@ -136,9 +155,15 @@ class OpenAIAdapter:
         self._headers = headers
 
     def build(self, request: ChatRequest) -> HttpRequest:
+        dropped = unsupported_params(request, self.supported_params)
+        request = conform_tool_ids(drop_params(request, dropped), OPENAI_TOOL_ID)
         body = msgspec.structs.replace(request, model=self._model)
         return HttpRequest(
-            method="POST", url=self._url, headers=self._headers, body=encoder.encode(body)
+            method="POST",
+            url=self._url,
+            headers=self._headers,
+            body=encoder.encode(body),
+            dropped_params=dropped,
         )
 
     def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatCompletion:
