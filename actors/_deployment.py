@@ -221,7 +221,13 @@ class DeploymentActor:
         request = request_decoder.decode(payload)
         http = self.adapter.build(request)
         try:
-            response = await client.post(http.url, content=http.body, headers=http.headers)
+            response = await client.request(
+                http.method,
+                http.url,
+                content=http.body,
+                headers=http.headers,
+                auth=self.adapter.auth or httpx.USE_CLIENT_DEFAULT,
+            )
         except httpx.TimeoutException as exc:
             raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:

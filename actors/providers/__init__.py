@@ -1,5 +1,10 @@
 """Provider adapters: pure translation between OpenAI's chat format and each provider's."""
 
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from msgspec.structs import replace
+
 from config import Deployment
 
 from ._base import (
@@ -15,23 +20,31 @@ from ._mock import MOCK_BASE, MockUpstream
 from ._openai import OpenAIAdapter, classify_openai_error, parse_openai_completion
 from ._toolids import UNIVERSAL_ID, IdRule, conform_tool_ids, pattern_rule, universal_id
 
-_OPENAI_FAMILY = frozenset({"openai", "azure", "openai-compatible", "mock"})
+
+def _mock(spec: Deployment) -> Adapter:
+    return OpenAIAdapter(replace(spec, api_base=MOCK_BASE))
+
+
+# provider name (config `provider`) -> adapter factory; one line per provider family.
+_ADAPTERS: Final[Mapping[str, Callable[[Deployment], Adapter]]] = {
+    "openai": OpenAIAdapter,
+    "azure": OpenAIAdapter,
+    "openai-compatible": OpenAIAdapter,
+    "mock": _mock,
+}
 
 
 def adapter_for(spec: Deployment) -> Adapter:
     """The adapter of a deployment's provider."""
-    if spec.provider in _OPENAI_FAMILY:
-        if spec.provider == "mock":
-            from msgspec.structs import replace
-
-            spec = replace(spec, api_base=MOCK_BASE)
-        return OpenAIAdapter(spec)
-    raise NotImplementedError(f"provider {spec.provider!r} has no adapter yet")
+    factory = _ADAPTERS.get(spec.provider)
+    if factory is None:
+        raise NotImplementedError(f"provider {spec.provider!r} has no adapter yet")
+    return factory(spec)
 
 
 def supported_providers() -> frozenset[str]:
     """Providers this build can dispatch to."""
-    return _OPENAI_FAMILY
+    return frozenset(_ADAPTERS)
 
 
 __all__ = [

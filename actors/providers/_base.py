@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Final, Protocol
 
+import httpx
 import msgspec
 from msgspec import UNSET, Struct
 
@@ -36,6 +37,9 @@ class Adapter(Protocol):
 
     supported_params: frozenset[str]
     """Optional `ChatRequest` fields the provider can express; others are dropped or refused."""
+
+    auth: httpx.Auth | None
+    """Request signing the provider needs at send time (e.g. SigV4), else None."""
 
     def build(self, request: ChatRequest) -> HttpRequest:
         """The provider request for `request` (raises `Unsupported` if it cannot be expressed)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+import httpx
 import msgspec
 from msgspec import Struct
 
@@ -122,10 +123,11 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
 class OpenAIAdapter:
     """OpenAI, OpenAI-compatible servers, and Azure OpenAI (both URL forms)."""
 
-    __slots__ = ("_headers", "_model", "_url", "supported_params")
+    __slots__ = ("_headers", "_model", "_url", "auth", "supported_params")
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
+        self.auth: httpx.Auth | None = None
         self.supported_params = OPTIONAL_PARAMS
         if (
             spec.provider == "azure"
