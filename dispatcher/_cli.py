@@ -93,8 +93,16 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from ._daemon import serve
 
-    config, base = _load(args)
-    anyio.run(serve, config, base, backend="asyncio", backend_options={"use_uvloop": True})
+    path = _config_path(args)
+    config = load_config(path)
+    anyio.run(
+        serve,
+        config,
+        path.resolve().parent,
+        path,
+        backend="asyncio",
+        backend_options={"use_uvloop": True},
+    )
     return 0
 
 

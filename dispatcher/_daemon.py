@@ -2,6 +2,9 @@
 
 Lifecycle (structured; every task has a parent):
   start  actors (startup handshake each) -> listeners -> ready
+  SIGHUP          reload: unchanged deployments keep their actor (state, queue and
+                  in-flight work); new ones start; removed ones stop taking attempts and
+                  finish what they hold; new requests see the new config at once
   SIGTERM/SIGINT  listeners stop accepting; in-flight requests finish within
                   drain_timeout_s; actors close their inboxes and drain; exit 0
 """
@@ -13,12 +16,13 @@ import signal
 from pathlib import Path
 
 import anyio
-from anyio.abc import TaskStatus
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
 from prometheus_client import CollectorRegistry
 
 from actors import DeploymentActor
 from actors.providers import supported_providers
-from config import Config, parse_host_port
+from config import Config, ConfigError, load_config, parse_host_port
 
 from ._api import Api
 from ._exceptions import DaemonError
@@ -34,14 +38,16 @@ class Daemon:
     """One running dispatcher: what a config describes, alive."""
 
     def __init__(
-        self, config: Config, base_dir: Path, *, registry: CollectorRegistry | None = None
+        self,
+        config: Config,
+        base_dir: Path,
+        *,
+        config_path: Path | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        unsupported = sorted({d.provider for d in config.deployment} - supported_providers())
-        if unsupported:
-            raise DaemonError(
-                f"providers not supported by this build yet: {', '.join(unsupported)}"
-            )
+        _check_providers(config)
         self.config = config
+        self.config_path = config_path
         self.base_dir = base_dir
         self.socket_path = (base_dir / config.server.socket).resolve()
         self.actors = tuple(DeploymentActor(d, config.router.cooldown) for d in config.deployment)
@@ -50,6 +56,8 @@ class Daemon:
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
         self._servers: list[QuietServer] = []
+        self._apis: list[Api] = []
+        self._actors_tg: TaskGroup | None = None
         self._stopping = False
         self.tcp_address: tuple[str, int] | None = None
         self.metrics_address: tuple[str, int] | None = None
@@ -74,7 +82,9 @@ class Daemon:
                 self.metrics_address = sock.getsockname()[:2]
                 scrape = Api(self.supervisor, self.metrics, max_body_bytes=4096, metrics_only=True)
                 listeners.append((scrape, sock))
+            self._apis = [api, *(app for app, _ in listeners[1:] if app is not api)]
             async with anyio.create_task_group() as actors_tg:
+                self._actors_tg = actors_tg
                 for actor in self.actors:
                     await actors_tg.start(actor.run)
                 async with anyio.create_task_group() as servers_tg:
@@ -99,6 +109,45 @@ class Daemon:
             self.socket_path.unlink(missing_ok=True)
             logger.info("stopped")
 
+    async def reload(self, config: Config) -> None:
+        """Serve `config` from now on, without dropping in-flight requests.
+
+        `[server]` settings (socket, listeners, body limit) need a restart and are kept.
+        """
+        _check_providers(config)
+        if self._actors_tg is None:
+            raise DaemonError("the daemon is not running")
+        if config.server != self.config.server:
+            logger.warning("SIGHUP: [server] changes need a restart; keeping the running ones")
+            config = msgspec.structs.replace(config, server=self.config.server)
+        current = {actor.name: actor for actor in self.actors}
+        same_cooldown = config.router.cooldown == self.config.router.cooldown
+        actors: list[DeploymentActor] = []
+        for spec in config.deployment:
+            actor = current.get(spec.name)
+            if actor is None or actor.spec != spec or not same_cooldown:
+                actor = DeploymentActor(spec, config.router.cooldown)
+                await self._actors_tg.start(actor.run)
+            actors.append(actor)
+        retired = [actor for actor in self.actors if actor not in actors]
+        router = Router(config.router, actors)
+        supervisor = Supervisor(config.router, router, self.metrics)
+        # One synchronous swap: a request sees either the old world or the new one.
+        self.config, self.actors, self.router, self.supervisor = (
+            config,
+            tuple(actors),
+            router,
+            supervisor,
+        )
+        for api in self._apis:
+            api.supervisor = supervisor
+        for actor in retired:
+            actor.close()
+        started = sum(1 for actor in actors if current.get(actor.name) is not actor)
+        logger.info(
+            "reloaded: %d deployments (%d started, %d retired)", len(actors), started, len(retired)
+        )
+
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish (bounded by drain_timeout_s)."""
         self._stopping = True
@@ -113,13 +162,29 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    logger.warning("SIGHUP: config reload is not supported yet; ignoring")
+                    await self._reload_from_file()
                     continue
                 if any(s.should_exit for s in self._servers) and signum == signal.SIGINT:
                     for server in self._servers:
                         server.force_exit = True
                 logger.info("%s: draining and stopping", signal.Signals(signum).name)
                 self.stop()
+
+    async def _reload_from_file(self) -> None:
+        if self.config_path is None:
+            logger.warning("SIGHUP: no config file to reload")
+            return
+        try:
+            config = load_config(self.config_path)
+            await self.reload(config)
+        except (ConfigError, DaemonError) as exc:
+            logger.error("SIGHUP: reload refused, still serving the previous config: %s", exc)
+
+
+def _check_providers(config: Config) -> None:
+    unsupported = sorted({d.provider for d in config.deployment} - supported_providers())
+    if unsupported:
+        raise DaemonError(f"providers not supported by this build yet: {', '.join(unsupported)}")
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -129,9 +194,9 @@ def _address(value: str) -> tuple[str, int]:
     return parsed
 
 
-async def serve(config: Config, base_dir: Path) -> None:
-    """Run a daemon for `config` until a signal stops it."""
-    daemon = Daemon(config, base_dir)
+async def serve(config: Config, base_dir: Path, config_path: Path | None = None) -> None:
+    """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`)."""
+    daemon = Daemon(config, base_dir, config_path=config_path)
     async with anyio.create_task_group() as tg:
         tg.start_soon(daemon.handle_signals)
         await daemon.run()

@@ -177,3 +177,47 @@ api_key = "sk-fake"
         [response] = responses
         assert response.status_code == 200
         assert not daemon.socket_path.exists()
+
+
+async def test_reload_keeps_unchanged_actors_and_finishes_in_flight_work(tmp_path: Path) -> None:
+    """Reload: unchanged deployments keep their actor; a retired one finishes its request."""
+    fake = OpenAIFake(api_key="sk-fake")
+    release = anyio.Event()
+    fake.script(wait(release))
+    async with serve_app(fake) as url:
+        upstream = f"""
+[[deployment]]
+name = "upstream"
+group = "real"
+provider = "openai-compatible"
+model = "gpt-4o-mini"
+api_base = "{url}/v1"
+api_key = "sk-fake"
+"""
+        daemon = Daemon(parse_config(CONFIG + upstream), tmp_path)
+        responses: list[httpx.Response] = []
+        async with uds_client(daemon) as client, anyio.create_task_group() as tg:
+            await tg.start(daemon.run)
+            kept = next(a for a in daemon.actors if a.name == "mini-a")
+
+            async def ask() -> None:
+                body = {"model": "real", "messages": [{"role": "user", "content": "x"}]}
+                responses.append(await client.post("/v1/chat/completions", json=body))
+
+            tg.start_soon(ask)
+            await fake.wait_for_requests(1)
+            added = (
+                '[[deployment]]\nname = "new"\ngroup = "fresh"\nprovider = "mock"\nmodel = "m"\n'
+            )
+            await daemon.reload(parse_config(CONFIG + added))
+            assert {a.name for a in daemon.actors} == {"mini-a", "broken", "new"}
+            assert next(a for a in daemon.actors if a.name == "mini-a") is kept
+            models = (await client.get("/v1/models")).json()
+            assert sorted(m["id"] for m in models["data"]) == ["flaky", "fresh", "mini"]
+            fresh = {"model": "fresh", "messages": [{"role": "user", "content": "y"}]}
+            assert (await client.post("/v1/chat/completions", json=fresh)).status_code == 200
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+            daemon.stop()
+        [response] = responses
+        assert response.status_code == 200

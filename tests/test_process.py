@@ -129,3 +129,23 @@ async def test_bad_config_exits_one_with_file_key_reason(tmp_path: Path) -> None
             line = await d.wait_for_line("config error")
             assert await d.process.wait() == 1
     assert f"{tmp_path / 'd.toml'}: deployment[0].rmp: unknown key" in line
+
+
+async def test_sighup_reloads_and_a_bad_file_keeps_the_old_config(tmp_path: Path) -> None:
+    """SIGHUP serves the edited file; a broken edit is refused and the daemon keeps serving."""
+    async with daemon(tmp_path) as d:
+        config = tmp_path / "d.toml"
+        with anyio.fail_after(30):
+            await d.wait_for_line("serving 1 deployments")
+            config.write_text(config.read_text().replace('group = "mini"', 'group = "renamed"'))
+            d.process.send_signal(signal.SIGHUP)
+            await d.wait_for_line("reloaded: 1 deployments (1 started, 1 retired)")
+            config.write_text(config.read_text() + "\nbogus = 1\n")
+            d.process.send_signal(signal.SIGHUP)
+            line = await d.wait_for_line("reload refused")
+            assert "deployment[0].bogus: unknown key" in line
+            async with d.client() as client:
+                models = (await client.get("/v1/models")).json()
+            assert [m["id"] for m in models["data"]] == ["renamed"]
+            d.process.send_signal(signal.SIGTERM)
+            assert await d.process.wait() == 0
