@@ -10,6 +10,7 @@ calls the provider, classifies the outcome, and answers the attempt's reply.
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import Final
 
 import anyio
@@ -32,6 +33,8 @@ from ._exceptions import (
 )
 from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
+from ._transport import AiohttpTransport
+from ._upstream import Upstream
 from .providers import Adapter, MockUpstream, adapter_for
 
 logger = logging.getLogger("dispatcher.actor")
@@ -92,7 +95,7 @@ class DeploymentActor:
         """Queue `attempt`, or raise an `Unavailable` saying why not and until when."""
         if not self._running:
             raise Stopped(self.name)
-        now = anyio.current_time()
+        now = monotonic()
         if not self._breaker.admit(now):
             raise CoolingDown(self.name, retry_at=self._breaker.open_until)
         wait = self._limiter.try_reserve(attempt.tokens, now)
@@ -130,7 +133,7 @@ class DeploymentActor:
                 )
 
     def available_at(self, now: float) -> float:
-        """When the breaker lets attempts through again (now, if it does)."""
+        """When (`time.monotonic()`) the breaker lets attempts through again."""
         return (
             max(now, self._breaker.open_until)
             if self._breaker.state(now) is BreakerState.OPEN
@@ -145,20 +148,22 @@ class DeploymentActor:
         if transport is None:
             transport = _transport_for(self.spec)
         send, receive = anyio.create_memory_object_stream[Attempt](self.spec.inbox)
-        async with httpx.AsyncClient(
-            transport=transport, timeout=httpx.Timeout(self.spec.timeout_s), follow_redirects=False
-        ) as client:
+        upstream = Upstream(transport, self.adapter.auth)
+        try:
             with send, receive:
                 self._send = send
                 try:
                     async with anyio.create_task_group() as tg:
                         for _ in range(self.spec.concurrency):
-                            tg.start_soon(self._worker, client, receive.clone())
+                            tg.start_soon(self._worker, upstream, receive.clone())
                         self._running = True
                         task_status.started()
                 finally:
                     self._running = False
                     _answer_leftovers(receive)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
 
     def close(self) -> None:
         """Stop taking attempts; workers finish what is queued, then `run` returns."""
@@ -168,9 +173,7 @@ class DeploymentActor:
 
     # -- work --------------------------------------------------------------
 
-    async def _worker(
-        self, client: httpx.AsyncClient, inbox: MemoryObjectReceiveStream[Attempt]
-    ) -> None:
+    async def _worker(self, upstream: Upstream, inbox: MemoryObjectReceiveStream[Attempt]) -> None:
         async with inbox:
             async for attempt in inbox:
                 if attempt.reply.abandoned:
@@ -178,22 +181,22 @@ class DeploymentActor:
                     self._breaker.release()
                     continue
                 try:
-                    outcome = await self._serve(client, attempt)
+                    outcome = await self._serve(upstream, attempt)
                 except BaseException:
                     attempt.reply.set(_STOPPED)
                     raise
                 attempt.reply.set(outcome)
 
-    async def _serve(self, client: httpx.AsyncClient, attempt: Attempt) -> Outcome:
-        start = anyio.current_time()
-        deadline = min(attempt.deadline, start + self.spec.timeout_s)
+    async def _serve(self, upstream: Upstream, attempt: Attempt) -> Outcome:
+        start = monotonic()
+        budget = min(attempt.deadline - start, self.spec.timeout_s)
         self._inflight += 1
         self._attempts += 1
         outcome: Outcome | None = None
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with anyio.move_on_after(budget) as scope:
             attempt.reply.bind(scope)
             try:
-                outcome = await self._call(client, attempt.payload, start)
+                outcome = await self._call(upstream, attempt.payload, start)
             except ProviderError as exc:
                 outcome = self._failure(exc, start)
             except Unsupported as exc:
@@ -205,7 +208,7 @@ class DeploymentActor:
                     start,
                 )
         self._inflight -= 1
-        now = anyio.current_time()
+        now = monotonic()
         if outcome is None:
             # Cancelled by the deadline, or abandoned by the supervisor.
             outcome = Failure(
@@ -217,28 +220,17 @@ class DeploymentActor:
         self._record(outcome, attempt.tokens, now)
         return outcome
 
-    async def _call(self, client: httpx.AsyncClient, payload: bytes, start: float) -> Outcome:
+    async def _call(self, upstream: Upstream, payload: bytes, start: float) -> Outcome:
         request = request_decoder.decode(payload)
         http = self.adapter.build(request)
-        try:
-            response = await client.request(
-                http.method,
-                http.url,
-                content=http.body,
-                headers=http.headers,
-                auth=self.adapter.auth or httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None
+        response = await upstream.send(http)
         if response.is_success:
             completion = self.adapter.parse(
                 response.status_code, response.headers, response.content
             )
             return Success(
                 response=completion,
-                latency_s=anyio.current_time() - start,
+                latency_s=monotonic() - start,
                 dropped_params=http.dropped_params,
             )
         raise self.adapter.classify(response.status_code, response.headers, response.content)
@@ -250,7 +242,7 @@ class DeploymentActor:
         return Failure(
             error=exc.error,
             message=message,
-            latency_s=anyio.current_time() - start,
+            latency_s=monotonic() - start,
             status=exc.status,
             retry_after=exc.retry_after,
             retryable=exc.retryable,
@@ -293,7 +285,7 @@ class DeploymentActor:
 
     def usage(self) -> float:
         """Share of the rate budget used in the last minute (the usage strategy's key)."""
-        now = anyio.current_time()
+        now = monotonic()
         tokens, requests = self._limiter.tokens, self._limiter.requests
         if tokens.capacity:
             return tokens.used(now) / tokens.capacity
@@ -302,7 +294,7 @@ class DeploymentActor:
         return float(self._attempts)
 
     def statistics(self) -> DeploymentStatistics:
-        now = anyio.current_time()
+        now = monotonic()
         state = self._breaker.state(now)
         return DeploymentStatistics(
             name=self.name,
@@ -321,9 +313,7 @@ class DeploymentActor:
         )
 
     def __repr__(self) -> str:
-        stats = self.statistics() if _in_event_loop() else None
-        if stats is None:
-            return f"<Deployment {self.name!r} {self.spec.provider}>"
+        stats = self.statistics()
         return (
             f"<Deployment {self.name!r} {stats.state.upper()} "
             f"[inbox {stats.inbox_used}/{stats.inbox_size} | "
@@ -344,19 +334,7 @@ def _answer_leftovers(receive: MemoryObjectReceiveStream[Attempt]) -> None:
 def _transport_for(spec: Deployment) -> httpx.AsyncBaseTransport:
     if spec.provider == "mock":
         return MockUpstream(spec).transport()
-    from httpx_aiohttp import AiohttpTransport
-
-    limits = httpx.Limits(max_connections=spec.concurrency, keepalive_expiry=60.0)
-    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits)
-    return transport
-
-
-def _in_event_loop() -> bool:
-    try:
-        anyio.current_time()
-    except Exception:
-        return False
-    return True
+    return AiohttpTransport(max_connections=spec.concurrency)
 
 
 __all__ = ["DeploymentActor", "DeploymentStatistics"]

@@ -68,7 +68,7 @@ class Reply:
 
     def abandon(self) -> None:
         self.abandoned = True
-        if self._scope is not None:
+        if self._outcome is None and self._scope is not None:
             self._scope.cancel()
 
 
@@ -78,7 +78,7 @@ class Attempt(Struct, frozen=True, kw_only=True):
     payload: bytes
     """The encoded `ChatRequest`: identical bytes for every attempt of a request."""
     deadline: float
-    """Absolute `anyio.current_time()` by which the whole request must finish."""
+    """`time.monotonic()` by which the whole request must finish."""
     tokens: int
     """Estimated prompt tokens, reserved against the deployment's tpm."""
     reply: Reply

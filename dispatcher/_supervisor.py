@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from time import monotonic
 from typing import Final
 
 import anyio
@@ -95,7 +96,7 @@ class Supervisor:
         if group not in self.router.groups:
             self.metrics.rejected("unknown_model")
             raise UnknownGroup(group, self.groups())
-        started = anyio.current_time()
+        started = monotonic()
         timeout = timeout_s if timeout_s is not None else self.config.timeout_s
         deadline = started + timeout
         # Encoded once; every attempt sends these very bytes.
@@ -112,12 +113,12 @@ class Supervisor:
         previous_group = group
         outcome_label = "success"
         try:
-            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
+            with anyio.move_on_after(timeout) as scope:
                 for actor in chain:
                     try:
                         actor.check(tools=tools, tokens=tokens, params=params)
                     except Unsupported as exc:
-                        skipped.setdefault("unsupported", anyio.current_time())
+                        skipped.setdefault("unsupported", monotonic())
                         logger.debug("skipping %s: %s", actor.name, exc.message)
                         continue
                     if chain.group != previous_group:
@@ -132,7 +133,7 @@ class Supervisor:
                         try:
                             actor.submit(attempt)
                         except Unavailable as exc:
-                            retry_at = exc.retry_at or anyio.current_time() + 1.0
+                            retry_at = exc.retry_at or monotonic() + 1.0
                             skipped[exc.reason] = min(skipped.get(exc.reason, retry_at), retry_at)
                             break
                         try:
@@ -185,9 +186,9 @@ class Supervisor:
                     code="unsupported_request",
                 )
             self.metrics.rejected(reason)
-            raise NoCapacity(reason, max(retry_at - anyio.current_time(), 0.0), group)
+            raise NoCapacity(reason, max(retry_at - monotonic(), 0.0), group)
         finally:
-            self.metrics.request(group, outcome_label, anyio.current_time() - started)
+            self.metrics.request(group, outcome_label, monotonic() - started)
 
     def _retry_delay(self, failure: Failure, retry: int, deadline: float) -> float | None:
         if not failure.retryable or retry >= self.config.num_retries:
@@ -197,7 +198,7 @@ class Supervisor:
             if failure.retry_after > MAX_INLINE_RETRY_WAIT_S:
                 return None
             delay = max(delay, failure.retry_after)
-        if anyio.current_time() + delay >= deadline:
+        if monotonic() + delay >= deadline:
             return None
         return delay
 
@@ -224,4 +225,4 @@ def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
     for reason in ("inbox_full", "rate_limited", "cooling_down", "stopped", "unsupported"):
         if reason in skipped:
             return reason, skipped[reason]
-    return "no_deployment", anyio.current_time() + 1.0
+    return "no_deployment", monotonic() + 1.0

@@ -26,7 +26,8 @@ class HttpRequest(Struct, frozen=True, kw_only=True):
 
     method: str
     url: str
-    headers: dict[str, str]
+    headers: Mapping[str, str]
+    """Often an `httpx.Headers` built once per deployment (httpx copies it cheaply)."""
     body: bytes
     dropped_params: tuple[str, ...] = ()
     """Optional parameters the provider does not support, left out of `body`."""

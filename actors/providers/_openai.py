@@ -154,7 +154,7 @@ class OpenAIAdapter:
             if key:
                 headers["authorization"] = f"Bearer {key}"
         headers.update({name.lower(): value for name, value in spec.headers.items()})
-        self._headers = headers
+        self._headers = httpx.Headers(headers)
 
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)

@@ -1,0 +1,89 @@
+"""An httpx transport over aiohttp's connection pool, for whole (non-streamed) bodies.
+
+httpx's default transport (httpcore) collapses under concurrency on one core
+and httpx-aiohttp converts URL, headers, timeouts and body streams on every
+request. This transport does the least that the `httpx.AsyncBaseTransport`
+contract needs: yarl URLs are cached per endpoint, headers go over as they are,
+and the response body is read whole by aiohttp into an `httpx.Response`.
+aiohttp errors are mapped to httpx's exception tree here, once.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Final
+
+import aiohttp
+import httpx
+from yarl import URL
+
+_MAX_CACHED_URLS: Final = 64
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp `ClientSession` (created on first use, inside the event loop)."""
+
+    def __init__(self, *, max_connections: int, keepalive_s: float = 60.0) -> None:
+        self._max_connections = max_connections
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                keepalive_timeout=self._keepalive_s,
+                ssl=ssl.create_default_context(),
+            )
+            # Deadlines are the actor's (cancel scopes); aiohttp's own would be a second owner.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def _url(self, url: httpx.URL) -> URL:
+        key = str(url)
+        cached = self._urls.get(key)
+        if cached is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()
+            cached = self._urls[key] = URL(key, encoded=True)
+        return cached
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session_now()
+        try:
+            async with session.request(
+                request.method,
+                self._url(request.url),
+                data=request.content,
+                headers=request.headers,  # a str Mapping: aiohttp copies it once
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return httpx.Response(
+                    response.status,
+                    headers=response.raw_headers,
+                    content=body,
+                    request=request,
+                )
+        except aiohttp.ServerTimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc), request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            # Server disconnected, connection reset, invalid response...
+            raise httpx.RemoteProtocolError(
+                f"{type(exc).__name__}: {exc}", request=request
+            ) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,64 @@
+"""The actor's HTTP boundary: httpx transports, without the client's per-request extras.
+
+`httpx.AsyncClient.send` adds cookie extraction, redirect and auth machinery and
+re-parses the URL on every request; for a gateway calling one fixed endpoint
+that is most of its cost. `Upstream` builds the `httpx.Request` itself (URL
+parsed once per endpoint), drives the adapter's `httpx.Auth` flow when there
+is one, and hands the request straight to an httpx transport: the same
+transports as `AsyncClient` (aiohttp's pool in production, `MockTransport` in
+tests). Transport errors are mapped to classified `ProviderError`s here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import httpx
+
+from ._exceptions import ErrorClass, ProviderError
+from .providers import HttpRequest
+
+_MAX_CACHED_URLS: Final = 64
+
+
+class Upstream:
+    """Sends adapter-built requests through one transport and reads whole responses."""
+
+    __slots__ = ("_auth", "_transport", "_urls")
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, auth: httpx.Auth | None) -> None:
+        self._transport = transport
+        self._auth = auth
+        self._urls: dict[str, httpx.URL] = {}
+
+    async def send(self, http: HttpRequest) -> httpx.Response:
+        """The provider's whole response; `ProviderError` for transport failures."""
+        request = httpx.Request(
+            http.method, self._url(http.url), headers=http.headers, content=http.body
+        )
+        try:
+            if self._auth is not None:
+                # Signing auth (SigV4) changes the request once and needs no response back.
+                flow = self._auth.async_auth_flow(request)
+                request = await flow.__anext__()
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None
+        return response
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
