@@ -226,8 +226,58 @@ class ChatCompletion(_Lenient, frozen=True):
     service_tier: str | UnsetType | None = UNSET
 
 
+# -- streaming -----------------------------------------------------------------
+
+
+class FunctionDelta(_Lenient, frozen=True):
+    name: str | UnsetType | None = UNSET
+    arguments: str | UnsetType | None = UNSET
+
+
+class ToolCallDelta(_Lenient, frozen=True):
+    index: int
+    id: str | UnsetType | None = UNSET
+    type: Literal["function"] | UnsetType | None = UNSET
+    function: FunctionDelta | UnsetType | None = UNSET
+
+
+class ChunkDelta(_Lenient, frozen=True):
+    role: str | UnsetType | None = UNSET
+    content: str | UnsetType | None = UNSET
+    tool_calls: tuple[ToolCallDelta, ...] | UnsetType | None = UNSET
+    refusal: str | UnsetType | None = UNSET
+
+
+class ChunkChoice(_Lenient, frozen=True):
+    index: int = 0
+    delta: ChunkDelta = ChunkDelta()
+    finish_reason: str | None = None
+    logprobs: Any | UnsetType = UNSET
+
+
+class ChatCompletionChunk(_Lenient, frozen=True):
+    """A `chat.completion.chunk` as OpenAI streams it (the shape every adapter streams in)."""
+
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    choices: tuple[ChunkChoice, ...] = ()
+    object: str = "chat.completion.chunk"
+    usage: Usage | UnsetType | None = UNSET
+    system_fingerprint: str | UnsetType | None = UNSET
+
+    def has_content(self) -> bool:
+        """True once this chunk carries text, a refusal or a tool call (the commit point)."""
+        for choice in self.choices:
+            delta = choice.delta
+            if delta.content or delta.tool_calls or delta.refusal:
+                return True
+        return False
+
+
 # Codecs are built once and reused on the hot path.
 request_decoder = msgspec.json.Decoder(ChatRequest)
 call_decoder = msgspec.json.Decoder(ChatCall)
 completion_decoder = msgspec.json.Decoder(ChatCompletion)
+chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
 encoder = msgspec.json.Encoder()

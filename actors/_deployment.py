@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from config import CooldownConfig, Deployment
 
-from ._chat import request_decoder
+from ._chat import Usage, request_decoder
 from ._exceptions import (
     CoolingDown,
     ErrorClass,
@@ -35,7 +35,7 @@ from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
-from .providers import Adapter, MockUpstream, adapter_for
+from .providers import Adapter, MockUpstream, StreamParser, adapter_for
 
 logger = logging.getLogger("dispatcher.actor")
 
@@ -196,7 +196,10 @@ class DeploymentActor:
         with anyio.move_on_after(budget) as scope:
             attempt.reply.bind(scope)
             try:
-                outcome = await self._call(upstream, attempt.payload, start)
+                if attempt.chunks is None:
+                    outcome = await self._call(upstream, attempt.payload, start)
+                else:
+                    outcome = await self._call_stream(upstream, attempt, scope, start)
             except ProviderError as exc:
                 outcome = self._failure(exc, start)
             except Unsupported as exc:
@@ -208,6 +211,8 @@ class DeploymentActor:
                     start,
                 )
         self._inflight -= 1
+        if attempt.chunks is not None:
+            attempt.chunks.close()
         now = monotonic()
         if outcome is None:
             # Cancelled by the deadline, or abandoned by the supervisor.
@@ -217,7 +222,8 @@ class DeploymentActor:
                 latency_s=now - start,
                 retryable=not attempt.reply.abandoned,
             )
-        self._record(outcome, attempt.tokens, now)
+        if not attempt.reply.abandoned:  # a client that left says nothing about the deployment
+            self._record(outcome, attempt.tokens, now)
         return outcome
 
     async def _call(self, upstream: Upstream, payload: bytes, start: float) -> Outcome:
@@ -231,9 +237,75 @@ class DeploymentActor:
             return Success(
                 response=completion,
                 latency_s=monotonic() - start,
+                usage=completion.usage or None,
                 dropped_params=http.dropped_params,
             )
         raise self.adapter.classify(response.status_code, response.headers, response.content)
+
+    async def _call_stream(
+        self, upstream: Upstream, attempt: Attempt, scope: anyio.CancelScope, start: float
+    ) -> Outcome:
+        """Stream the provider's answer into `attempt.chunks`, within the stream timeouts.
+
+        `scope`'s deadline is moved as the stream goes: the first content must come
+        within first_token_timeout_s, each later piece within idle_timeout_s, and the
+        whole attempt within its budget. Waiting on a slow client counts toward the
+        budget only.
+        """
+        chunks = attempt.chunks
+        assert chunks is not None
+        open_parser = getattr(self.adapter, "stream_parser", None)
+        if open_parser is None:
+            raise ProviderError(
+                ErrorClass.BAD_REQUEST, f"streaming from {self.spec.provider} is not supported yet"
+            )
+        parser: StreamParser = open_parser()
+        http = self.adapter.build(request_decoder.decode(attempt.payload))
+        budget_end = scope.deadline
+        spec = self.spec
+        scope.deadline = min(budget_end, anyio.current_time() + spec.first_token_timeout_s)
+        response = await upstream.open(http)
+        try:
+            if not response.is_success:
+                body = await response.aread()
+                raise self.adapter.classify(response.status_code, response.headers, body)
+            usage: Usage | None = None
+            started = False
+            async for piece in upstream.pieces(response):
+                scope.deadline = budget_end
+                try:
+                    parsed = parser.feed(piece)
+                except ProviderError as exc:
+                    for chunk in exc.partial:
+                        await chunks.send(chunk)  # type: ignore[arg-type]
+                    raise
+                for chunk in parsed:
+                    usage = chunk.usage or usage
+                    started = started or chunk.has_content()
+                    await chunks.send(chunk)
+                wait = spec.idle_timeout_s if started else spec.first_token_timeout_s
+                scope.deadline = min(budget_end, anyio.current_time() + wait)
+            scope.deadline = budget_end
+            for chunk in parser.close():
+                usage = chunk.usage or usage
+                await chunks.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # The supervisor stopped reading (client gone): stop the upstream read too.
+            scope.cancel()
+            return Failure(
+                error=ErrorClass.CONNECTION,
+                message="stream reader went away",
+                latency_s=monotonic() - start,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        return Success(
+            response=None,
+            usage=usage,
+            latency_s=monotonic() - start,
+            dropped_params=http.dropped_params,
+        )
 
     def _failure(self, exc: ProviderError, start: float) -> Failure:
         message = exc.message
@@ -257,7 +329,7 @@ class DeploymentActor:
         )
         if isinstance(outcome, Success):
             self._breaker.success()
-            usage = outcome.response.usage
+            usage = outcome.usage
             if usage:
                 self._limiter.settle(reserved, usage.total_tokens, now)
             return

@@ -68,8 +68,11 @@ class ProviderError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        partial: tuple[object, ...] = (),
     ) -> None:
         super().__init__(message)
+        self.partial = partial
+        """Stream chunks completed before the error (a stream parser's), to deliver first."""
         self.error = error
         self.message = message
         self.status = status

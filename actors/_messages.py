@@ -9,17 +9,22 @@ no attempt can see what another attempt changed. Each attempt gets exactly one
 from __future__ import annotations
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from msgspec import Struct
 
-from ._chat import ChatCompletion
+from ._chat import ChatCompletion, ChatCompletionChunk, Usage
 from ._exceptions import ErrorClass
 
 
 class Success(Struct, frozen=True, kw_only=True):
-    """The provider answered; `response` is already in OpenAI's shape."""
+    """The provider answered; `response` is already in OpenAI's shape.
 
-    response: ChatCompletion
+    A streamed attempt has no `response`: its chunks went through `Attempt.chunks`.
+    """
+
+    response: ChatCompletion | None
     latency_s: float
+    usage: Usage | None = None
     dropped_params: tuple[str, ...] = ()
 
 
@@ -82,3 +87,6 @@ class Attempt(Struct, frozen=True, kw_only=True):
     tokens: int
     """Estimated prompt tokens, reserved against the deployment's tpm."""
     reply: Reply
+    chunks: MemoryObjectSendStream[ChatCompletionChunk] | None = None
+    """For a streamed request: where the actor sends chunks (bounded, so a slow client
+    slows the upstream read instead of growing a buffer). Closed when the attempt ends."""

@@ -4,13 +4,16 @@ httpx's default transport (httpcore) collapses under concurrency on one core
 and httpx-aiohttp converts URL, headers, timeouts and body streams on every
 request. This transport does the least that the `httpx.AsyncBaseTransport`
 contract needs: yarl URLs are cached per endpoint, headers go over as they are,
-and the response body is read whole by aiohttp into an `httpx.Response`.
-aiohttp errors are mapped to httpx's exception tree here, once.
+JSON and error answers are read whole by aiohttp into an `httpx.Response`, and
+event streams are handed on piece by piece. aiohttp errors are mapped to
+httpx's exception tree here, once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterator, Iterator
 from typing import Final
 
 import aiohttp
@@ -18,6 +21,8 @@ import httpx
 from yarl import URL
 
 _MAX_CACHED_URLS: Final = 64
+_WHOLE_BODY_TYPES: Final = frozenset({"application/json", "text/plain", "text/html", ""})
+"""Answers read whole; anything else (text/event-stream, AWS event streams) is streamed."""
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -56,34 +61,66 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session_now()
-        try:
-            async with session.request(
+        with _mapped_errors(request):
+            response = await session.request(
                 request.method,
                 self._url(request.url),
                 data=request.content,
                 headers=request.headers,  # a str Mapping: aiohttp copies it once
                 allow_redirects=False,
-            ) as response:
-                body = await response.read()
+            )
+            if response.status >= 300 or response.content_type in _WHOLE_BODY_TYPES:
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
                 return httpx.Response(
-                    response.status,
-                    headers=response.raw_headers,
-                    content=body,
-                    request=request,
+                    response.status, headers=response.raw_headers, content=body, request=request
                 )
-        except aiohttp.ServerTimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc), request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            # Server disconnected, connection reset, invalid response...
-            raise httpx.RemoteProtocolError(
-                f"{type(exc).__name__}: {exc}", request=request
-            ) from exc
+        # Event streams are handed on as they arrive; the reader must aclose() the response.
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_Stream(response, request),
+            request=request,
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _Stream(httpx.AsyncByteStream):
+    """A streamed aiohttp body; closing it early drops the connection (the upstream stops)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped_errors(self._request):
+            async for piece in self._response.content.iter_any():
+                yield piece
+
+    async def aclose(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+@contextlib.contextmanager
+def _mapped_errors(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except aiohttp.ServerTimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc), request=request) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx.ConnectError(str(exc), request=request) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        # Server disconnected, connection reset, invalid response...
+        message = f"{type(exc).__name__}: {exc}"
+        raise httpx.RemoteProtocolError(message, request=request) from exc

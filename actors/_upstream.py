@@ -11,6 +11,8 @@ tests). Transport errors are mapped to classified `ProviderError`s here, once.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Final
 
 import httpx
@@ -33,24 +35,34 @@ class Upstream:
 
     async def send(self, http: HttpRequest) -> httpx.Response:
         """The provider's whole response; `ProviderError` for transport failures."""
-        request = httpx.Request(
-            http.method, self._url(http.url), headers=http.headers, content=http.body
-        )
+        response = await self.open(http)
         try:
+            with _mapped():
+                await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    async def open(self, http: HttpRequest) -> httpx.Response:
+        """The provider's response with its body still to read (the caller must aclose it)."""
+        url = self._url(http.url)
+        request = httpx.Request(http.method, url, headers=http.headers, content=http.body)
+        with _mapped():
             if self._auth is not None:
                 # Signing auth (SigV4) changes the request once and needs no response back.
                 flow = self._auth.async_auth_flow(request)
                 request = await flow.__anext__()
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None
-        return response
+            return await self._transport.handle_async_request(request)
+
+    @staticmethod
+    async def pieces(response: httpx.Response) -> AsyncIterator[bytes]:
+        """The body of an opened response as it arrives (already whole for some transports)."""
+        if response.is_stream_consumed:  # e.g. httpx.MockTransport reads the body itself
+            yield response.content
+            return
+        with _mapped():
+            async for piece in response.aiter_raw():
+                yield piece
 
     def _url(self, url: str) -> httpx.URL:
         parsed = self._urls.get(url)
@@ -62,3 +74,14 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    """httpx's transport errors, as classified provider errors."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None

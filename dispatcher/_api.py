@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,6 +21,7 @@ from actors import BreakerState, call_decoder, encoder
 from ._errors import error_answer, simple_error
 from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest
 from ._metrics import Metrics
+from ._streaming import ChunkStream
 from ._supervisor import Supervisor
 
 Scope = MutableMapping[str, Any]
@@ -88,10 +90,9 @@ class Api:
             body = await _read_body(scope, receive, self.max_body_bytes)
             call = _decode_call(body)
             if call.stream:
-                raise InvalidRequest(
-                    "stream=true is not supported yet; send stream=false", param="stream"
-                )
-            result = await self.supervisor.complete(call)
+                stream = await self.supervisor.open_stream(call)
+            else:
+                result = await self.supervisor.complete(call)
         except ClientGone:
             return
         except DispatchError as exc:
@@ -99,6 +100,9 @@ class Api:
                 self.metrics.rejected("invalid_request")
             answer = error_answer(exc)
             await _respond(send, answer.status, answer.body, answer.headers)
+            return
+        if call.stream:
+            await _stream(stream, receive, send)
             return
         payload = encoder.encode(result.response)
         headers = [
@@ -143,6 +147,33 @@ class Api:
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = generate_latest(self.metrics.registry)
         await _respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
+
+
+async def _stream(stream: ChunkStream, receive: Receive, send: Send) -> None:
+    """Send a committed stream as server-sent events; a client that leaves cancels it."""
+    headers = [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-cache"),
+        (b"x-dispatcher-deployment", stream.deployment.encode()),
+        (b"x-dispatcher-attempts", str(stream.attempts).encode()),
+    ]
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            async for chunk in stream:
+                body = b"data: " + encoder.encode(chunk) + b"\n\n"
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            tg.cancel_scope.cancel()
+    finally:
+        stream.close()
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def _decode_call(body: bytes) -> Any:

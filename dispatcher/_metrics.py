@@ -7,7 +7,7 @@ at scrape time by a custom collector, so no code path keeps them in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -123,6 +123,21 @@ class Metrics:
             registry=registry,
         )
         registry.register(_ActorCollector(actors))
+        self._job_submissions = Counter(
+            p + "job_submissions_total", "Jobs accepted (committed to the store)", registry=registry
+        )
+        self._job_completions = Counter(
+            p + "job_completions_total",
+            "Jobs that reached a terminal state, by outcome (success, cancelled, error class)",
+            ["outcome"],
+            registry=registry,
+        )
+        self._job_queue_wait = Histogram(
+            p + "job_queue_wait_seconds",
+            "Time from a job's submission to the dispatch that settled it",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         # label values -> child; prometheus_client's own lookup takes a lock each time
         self._children: dict[tuple[object, ...], Any] = {}
 
@@ -143,10 +158,13 @@ class Metrics:
         self._child(self._attempt_duration, group, deployment).observe(outcome.latency_s)
         if isinstance(outcome, Failure):
             return
-        usage = outcome.response.usage
+        usage = outcome.usage
         if usage:
             self._child(self._tokens, group, deployment, "prompt").inc(usage.prompt_tokens)
             self._child(self._tokens, group, deployment, "completion").inc(usage.completion_tokens)
+
+    def first_token(self, group: str, deployment: str, seconds: float) -> None:
+        self._child(self.time_to_first_token, group, deployment).observe(seconds)
 
     def overhead(self, seconds: float) -> None:
         self._overhead.observe(max(seconds, 0.0))
@@ -159,6 +177,19 @@ class Metrics:
 
     def rejected(self, reason: str) -> None:
         self._child(self._rejected, reason).inc()
+
+    def job_submitted(self) -> None:
+        self._job_submissions.inc()
+
+    def job_completed(self, outcome: str) -> None:
+        self._child(self._job_completions, outcome).inc()
+
+    def job_queue_wait(self, seconds: float) -> None:
+        self._job_queue_wait.observe(max(seconds, 0.0))
+
+    def watch_jobs(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Serve `dispatcher_jobs{status}` from `counts()` at scrape time."""
+        self.registry.register(_JobsCollector(counts))
 
 
 class _ActorCollector(Collector):
@@ -189,6 +220,22 @@ class _ActorCollector(Collector):
         yield inbox
         yield inflight
         yield cooldown
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class _JobsCollector(Collector):
+    """dispatcher_jobs{status}, read from the job scheduler at scrape time."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("dispatcher_jobs", "Jobs in the store by status", labels=["status"])
+        for status, count in self._counts().items():
+            gauge.add_metric([status], count)
+        yield gauge
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

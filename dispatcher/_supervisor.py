@@ -16,14 +16,17 @@ from typing import Final
 
 import anyio
 import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import UNSET
 
 from actors import (
     Attempt,
     ChatCall,
     ChatCompletion,
+    ChatCompletionChunk,
     DeploymentActor,
     Failure,
+    Outcome,
     Reply,
     Success,
     Unavailable,
@@ -43,11 +46,23 @@ from ._exceptions import (
 )
 from ._metrics import Metrics
 from ._router import Router
+from ._streaming import ChunkStream
 
 logger = logging.getLogger("dispatcher.supervisor")
 
+STREAM_BUFFER: Final = 32
+"""Chunks an actor may get ahead of the client before its upstream read waits."""
 MAX_INLINE_RETRY_WAIT_S: Final = 5.0
 """A longer Retry-After sends the request to the next candidate instead of waiting."""
+
+
+class _StreamContext(msgspec.Struct, frozen=True):
+    """What a streamed attempt needs to know about its request."""
+
+    call: ChatCall
+    group: str
+    records: list[AttemptRecord]
+    started: float
 
 
 class Dispatched(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +107,24 @@ class Supervisor:
 
     async def complete(self, call: ChatCall, *, timeout_s: float | None = None) -> Dispatched:
         """Serve `call`, or raise a `DispatchError` saying why not."""
+        result = await self._dispatch(call, timeout_s, stream=False)
+        assert isinstance(result, Dispatched)
+        return result
+
+    async def open_stream(self, call: ChatCall, *, timeout_s: float | None = None) -> ChunkStream:
+        """Serve a streamed `call` up to its commit point (the first content delta).
+
+        Failures before it fail over like any request (and raise `DispatchError` when
+        nothing is left); the returned stream carries the rest, and the client's
+        connection owns it: `aclose()` cancels the upstream call.
+        """
+        result = await self._dispatch(call, timeout_s, stream=True)
+        assert isinstance(result, ChunkStream)
+        return result
+
+    async def _dispatch(
+        self, call: ChatCall, timeout_s: float | None, *, stream: bool
+    ) -> Dispatched | ChunkStream:
         group = call.model
         if group not in self.router.groups:
             self.metrics.rejected("unknown_model")
@@ -104,12 +137,11 @@ class Supervisor:
         tokens = len(payload) // 4
         tools = bool(call.tools)
         params = frozenset(name for name in OPTIONAL_PARAMS if getattr(call, name) is not UNSET)
-        fallbacks = call.fallbacks or ()
         records: list[AttemptRecord] = []
         waited = 0.0
         skipped: dict[str, float] = {}
         last: Failure | None = None
-        chain = self.router.chain(group, fallbacks)
+        chain = self.router.chain(group, call.fallbacks or ())
         previous_group = group
         outcome_label = "success"
         try:
@@ -130,20 +162,26 @@ class Supervisor:
                         attempt = Attempt(
                             payload=payload, deadline=deadline, tokens=tokens, reply=reply
                         )
-                        try:
-                            actor.submit(attempt)
-                        except Unavailable as exc:
-                            retry_at = exc.retry_at or monotonic() + 1.0
-                            skipped[exc.reason] = min(skipped.get(exc.reason, retry_at), retry_at)
+                        if stream:
+                            result = await self._try_stream(
+                                actor, attempt, _StreamContext(call, chain.group, records, started)
+                            )
+                        else:
+                            result = await self._try(actor, attempt)
+                        if isinstance(result, Unavailable):  # full, cooling, out of budget
+                            retry_at = result.retry_at or monotonic() + 1.0
+                            reason = result.reason
+                            skipped[reason] = min(skipped.get(reason, retry_at), retry_at)
                             break
-                        try:
-                            outcome = await reply.wait()
-                        finally:
-                            reply.abandon()
+                        if isinstance(result, ChunkStream):
+                            outcome_label = "streaming"
+                            return result
+                        outcome = result
                         waited += outcome.latency_s
                         records.append(_record(actor, outcome))
                         self.metrics.attempt(chain.group, actor.name, outcome)
                         if isinstance(outcome, Success):
+                            assert outcome.response is not None
                             return Dispatched(
                                 response=outcome.response,
                                 group=chain.group,
@@ -182,13 +220,88 @@ class Supervisor:
             if reason == "unsupported":
                 raise InvalidRequest(
                     f"no deployment of {group!r} or its fallbacks can take this request "
-                    "(tools unsupported or input too long)",
+                    "(tools unsupported, input too long, or a parameter it cannot take)",
                     code="unsupported_request",
                 )
             self.metrics.rejected(reason)
             raise NoCapacity(reason, max(retry_at - monotonic(), 0.0), group)
         finally:
-            self.metrics.request(group, outcome_label, monotonic() - started)
+            if outcome_label != "streaming":  # a stream records itself when it ends
+                self.metrics.request(group, outcome_label, monotonic() - started)
+
+    async def _try(self, actor: DeploymentActor, attempt: Attempt) -> Outcome | Unavailable:
+        """One attempt and its outcome (or why the actor could not take it)."""
+        try:
+            actor.submit(attempt)
+        except Unavailable as exc:
+            return exc
+        reply = attempt.reply
+        try:
+            return await reply.wait()
+        finally:
+            reply.abandon()
+
+    async def _try_stream(
+        self, actor: DeploymentActor, attempt: Attempt, context: _StreamContext
+    ) -> Outcome | ChunkStream | Unavailable:
+        """One streamed attempt: a `ChunkStream` once content flows, else its outcome."""
+        send, receive = anyio.create_memory_object_stream[ChatCompletionChunk](STREAM_BUFFER)
+        attempt = msgspec.structs.replace(attempt, chunks=send)
+        reply = attempt.reply
+        try:
+            actor.submit(attempt)
+        except Unavailable as exc:
+            send.close()
+            receive.close()
+            return exc
+        started = monotonic()
+        first: list[ChatCompletionChunk] = []
+        try:
+            async for chunk in receive:
+                first.append(chunk)
+                if chunk.has_content():
+                    self.metrics.first_token(context.group, actor.name, monotonic() - started)
+                    return self._committed(actor, context, first, receive, reply)
+        except BaseException:
+            receive.close()
+            reply.abandon()
+            raise
+        # The actor closed the stream before any content: its outcome decides.
+        receive.close()
+        outcome = await reply.wait()
+        if isinstance(outcome, Success):  # a stream that ended without content
+            return self._committed(actor, context, first, None, reply)
+        return outcome
+
+    def _committed(
+        self,
+        actor: DeploymentActor,
+        context: _StreamContext,
+        first: list[ChatCompletionChunk],
+        receive: MemoryObjectReceiveStream[ChatCompletionChunk] | None,
+        reply: Reply,
+    ) -> ChunkStream:
+        metrics, group, call = self.metrics, context.group, context.call
+
+        def finish(outcome: Outcome | None) -> None:
+            if outcome is None:  # the client went away mid-stream
+                label = "client_closed"
+            else:
+                label = "success" if isinstance(outcome, Success) else str(outcome.error)
+                metrics.attempt(group, actor.name, outcome)
+            metrics.request(call.model, label, monotonic() - context.started)
+
+        options = call.stream_options
+        return ChunkStream(
+            group=group,
+            deployment=actor.name,
+            attempts=len(context.records) + 1,
+            first=first,
+            receive=receive,
+            reply=reply,
+            include_usage=bool(options and options.include_usage),
+            finish=finish,
+        )
 
     def _retry_delay(self, failure: Failure, retry: int, deadline: float) -> float | None:
         if not failure.retryable or retry >= self.config.num_retries:

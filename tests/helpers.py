@@ -108,3 +108,40 @@ def deployments(*specs: str, router: str = "") -> str:
             *rest,
         ]
     return "\n".join(out)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(config_text: str, base_dir: Any) -> AsyncIterator[Any]:
+    """A `Daemon` serving `config_text` in this event loop (stopped on exit)."""
+    from dispatcher import Daemon
+
+    daemon = Daemon(parse_config(config_text), base_dir)
+    async with anyio.create_task_group() as tg:
+        await tg.start(daemon.run)
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
+
+
+def uds_client(daemon: Any, **kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client for a daemon's Unix socket."""
+    import os
+
+    transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
+    return httpx.AsyncClient(transport=transport, base_url="http://dispatcher", **kwargs)
+
+
+def openai_deployment(name: str, group: str, url: str, key: str, *extra: str) -> str:
+    """A [[deployment]] of an OpenAI-compatible server at `url` (a fake's base URL)."""
+    lines = [
+        "[[deployment]]",
+        f'name = "{name}"',
+        f'group = "{group}"',
+        'provider = "openai-compatible"',
+        'model = "gpt-4o-mini"',
+        f'api_base = "{url}/v1"',
+        f'api_key = "{key}"',
+        *extra,
+    ]
+    return "\n".join(lines) + "\n"

@@ -90,11 +90,11 @@ async def test_chat_answers_with_routing_headers() -> None:
             id="unknown-model",
         ),
         pytest.param(
-            b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": true}',
+            b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
             400,
             "invalid_request",
             "stream",
-            id="stream-not-yet",
+            id="stream-wrong-type",
         ),
         pytest.param(b"x" * 5000, 413, "request_too_large", None, id="too-large"),
     ],

@@ -7,15 +7,20 @@ from msgspec.structs import replace
 
 from config import Deployment
 
+from ._anthropic import AnthropicAdapter
 from ._base import (
     OPTIONAL_PARAMS,
     Adapter,
     HttpRequest,
+    StreamParser,
     drop_params,
     excerpt,
     retry_after,
     unsupported_params,
 )
+from ._bedrock import BedrockAdapter
+from ._gemini import GeminiAdapter
+from ._mistral import MistralAdapter
 from ._mock import MOCK_BASE, MockUpstream
 from ._openai import OpenAIAdapter, classify_openai_error, parse_openai_completion
 from ._toolids import UNIVERSAL_ID, IdRule, conform_tool_ids, pattern_rule, universal_id
@@ -31,6 +36,10 @@ _ADAPTERS: Final[Mapping[str, Callable[[Deployment], Adapter]]] = {
     "azure": OpenAIAdapter,
     "openai-compatible": OpenAIAdapter,
     "mock": _mock,
+    "anthropic": AnthropicAdapter,
+    "gemini": GeminiAdapter,
+    "bedrock": BedrockAdapter,
+    "mistral": MistralAdapter,
 }
 
 
@@ -51,10 +60,15 @@ __all__ = [
     "OPTIONAL_PARAMS",
     "UNIVERSAL_ID",
     "Adapter",
+    "AnthropicAdapter",
+    "BedrockAdapter",
+    "GeminiAdapter",
     "HttpRequest",
     "IdRule",
+    "MistralAdapter",
     "MockUpstream",
     "OpenAIAdapter",
+    "StreamParser",
     "adapter_for",
     "classify_openai_error",
     "conform_tool_ids",

@@ -17,7 +17,7 @@ import httpx
 import msgspec
 from msgspec import UNSET, Struct
 
-from .._chat import ChatCompletion, ChatRequest
+from .._chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from .._exceptions import ProviderError
 
 
@@ -31,6 +31,22 @@ class HttpRequest(Struct, frozen=True, kw_only=True):
     body: bytes
     dropped_params: tuple[str, ...] = ()
     """Optional parameters the provider does not support, left out of `body`."""
+
+
+class StreamParser(Protocol):
+    """Turns a provider's streamed body into OpenAI chunks, piece by piece (pure, no I/O)."""
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Chunks completed by `data`.
+
+        Raises `ProviderError` on an in-band error or garbage; its `partial` holds the
+        chunks `data` completed before it, which are delivered before the error.
+        """
+        ...
+
+    def close(self) -> list[ChatCompletionChunk]:
+        """Chunks left at the end of the body; raises `ProviderError` if the stream was cut."""
+        ...
 
 
 class Adapter(Protocol):

@@ -63,10 +63,13 @@ class MockUpstream:
             return self._failure(spec.fail_status)
         self._served += 1
         chat = request_decoder.decode(request.content)
+        completion = self._completion(chat)
+        if chat.stream:
+            return httpx.Response(
+                200, content=_sse(completion, chat), headers={"content-type": "text/event-stream"}
+            )
         return httpx.Response(
-            200,
-            content=encoder.encode(self._completion(chat)),
-            headers={"content-type": "application/json"},
+            200, content=encoder.encode(completion), headers={"content-type": "application/json"}
         )
 
     def _failure(self, status: int) -> httpx.Response:
@@ -101,6 +104,33 @@ class MockUpstream:
                 total_tokens=prompt + completion,
             ),
         )
+
+
+def _sse(completion: ChatCompletion, chat: ChatRequest) -> bytes:
+    """The completion as OpenAI streams it: role, word pieces or the tool call, finish, usage."""
+    choice = completion.choices[0]
+    message = choice.message
+    deltas: list[dict[str, object]] = [{"role": "assistant", "content": ""}]
+    for index, call in enumerate(message.tool_calls or ()):
+        name = {"name": call.function.name, "arguments": ""}
+        deltas.append({"tool_calls": [{"index": index, "id": call.id, "function": name}]})
+        arguments = {"arguments": call.function.arguments}
+        deltas.append({"tool_calls": [{"index": index, "function": arguments}]})
+    if not message.tool_calls:
+        words = (message.content or "").split(" ")
+        deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
+    choices: list[list[dict[str, object]]] = [
+        [{"index": 0, "delta": d, "finish_reason": None}] for d in deltas
+    ]
+    choices.append([{"index": 0, "delta": {}, "finish_reason": choice.finish_reason}])
+    head = {"id": completion.id, "object": "chat.completion.chunk", "created": completion.created}
+    events: list[dict[str, object]] = [
+        {**head, "model": completion.model, "choices": c} for c in choices
+    ]
+    if chat.stream_options and chat.stream_options.include_usage:
+        events.append({**head, "model": completion.model, "choices": [], "usage": completion.usage})
+    body = b"".join(b"data: " + encoder.encode(event) + b"\n\n" for event in events)
+    return body + b"data: [DONE]\n\n"
 
 
 def _forced_tool(chat: ChatRequest) -> str | None:

@@ -15,7 +15,14 @@ from msgspec import Struct
 
 from config import Deployment
 
-from .._chat import ChatCompletion, ChatRequest, completion_decoder, encoder
+from .._chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    chunk_decoder,
+    completion_decoder,
+    encoder,
+)
 from .._exceptions import ErrorClass, ProviderError
 from ._base import (
     OPTIONAL_PARAMS,
@@ -25,6 +32,7 @@ from ._base import (
     retry_after,
     unsupported_params,
 )
+from ._sse import ServerSentEvent, SSEDecoder
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 OPENAI_BASE: Final = "https://api.openai.com/v1"
@@ -173,3 +181,78 @@ class OpenAIAdapter:
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_openai_error(status, headers, body)
+
+    def stream_parser(self) -> OpenAIStreamParser:
+        return OpenAIStreamParser()
+
+
+class _InBandError(Struct):
+    error: _ErrorDetail | str
+
+
+_in_band_decoder: Final = msgspec.json.Decoder(_InBandError)
+
+
+class OpenAIStreamParser:
+    """OpenAI-style SSE: `data: {chunk}` events ending with `data: [DONE]`.
+
+    Also serves Azure (whose first chunk has empty `choices`: it is passed on and
+    carries no content) and OpenAI-compatible servers (comment keep-alives are
+    skipped by the SSE decoder). A data object with an `error` key is an in-band
+    error, as the official SDK treats it.
+    """
+
+    __slots__ = ("_done", "_finished", "_sse")
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._done = False
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        return self._chunks(self._sse.feed(data))
+
+    def close(self) -> list[ChatCompletionChunk]:
+        chunks = self._chunks(self._sse.close())
+        if not (self._done or self._finished):
+            raise ProviderError(
+                ErrorClass.SERVER_ERROR, "stream ended before data: [DONE]", status=200
+            )
+        return chunks
+
+    def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
+        for event in events:
+            data = event.data
+            if data == "[DONE]":
+                self._done = True
+                continue
+            if not data or self._done:
+                continue
+            raw = data.encode()
+            if b'"error"' in raw:
+                _raise_in_band(raw, out)
+            try:
+                chunk = chunk_decoder.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise ProviderError(
+                    ErrorClass.SERVER_ERROR,
+                    f"invalid chat.completion.chunk ({exc}): {excerpt(raw)}",
+                    status=200,
+                ) from None
+            if any(choice.finish_reason for choice in chunk.choices):
+                self._finished = True
+            out.append(chunk)
+        return out
+
+
+def _raise_in_band(raw: bytes, before: list[ChatCompletionChunk]) -> None:
+    try:
+        found = _in_band_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return  # an "error" string inside content, not an error object
+    detail = found.error if isinstance(found.error, _ErrorDetail) else _ErrorDetail(found.error)
+    code = str(detail.code) if detail.code is not None else ""
+    error = _BY_CODE.get(code, ErrorClass.SERVER_ERROR)
+    message = f"in-stream error {code + ': ' if code else ''}{detail.message}"
+    raise ProviderError(error, message[:500], partial=tuple(before))

@@ -7,18 +7,46 @@
         first, second = await fake.wait_for_requests(2)
 
 - `serve_app(app)` serves any ASGI app on 127.0.0.1 and yields its base URL.
-- `OpenAIFake`, `AzureFake` reject what the real services reject (PROVIDERS.md §1-§2), with
-  their status and error body, and otherwise answer a deterministic completion.
+- `OpenAIFake`, `AzureFake`, `AnthropicFake`, `BedrockFake`, `MistralFake`, `GeminiFake`
+  reject what the real services reject (PROVIDERS.md §1-§6), with their status and error
+  body, and otherwise answer a deterministic completion.
 - `fake.script(...)` queues directives (`success`, `error`, `garbage`, `hang`, `wait`,
   `close`); each request that passes the fake's checks consumes one.
 - `fake.requests` records every request (`RecordedRequest`); `wait_for_requests(n)` awaits
   arrivals so tests never poll or sleep.
 """
 
+from ._anthropic import (
+    AnthropicFake,
+    anthropic_credit_balance_low,
+    anthropic_error,
+    anthropic_overloaded,
+    anthropic_prompt_too_long,
+    anthropic_rate_limited,
+)
+from ._anthropic_rules import ANTHROPIC_PARAMS, check_messages_request
 from ._asgi import ABORT_EXTENSION
 from ._azure import AZURE_PARAMS, AzureFake, azure_content_filter, azure_rate_limited
 from ._base import FakeProvider, FakeStatistics
+from ._bedrock import BedrockFake, bedrock_error, bedrock_input_too_long, bedrock_throttled
+from ._bedrock_rules import check_converse
 from ._chat_rules import OPENAI_PARAMS, Invalid, check_chat_request
+from ._gemini import (
+    GeminiFake,
+    gemini_context_exceeded,
+    gemini_error,
+    gemini_prompt_blocked,
+    gemini_rate_limited,
+    gemini_unavailable,
+)
+from ._gemini_rules import GeminiInvalid, check_generate_request
+from ._mistral import (
+    MistralFake,
+    mistral_capacity_exceeded,
+    mistral_context_too_large,
+    mistral_rate_limited,
+)
+from ._mistral_rules import MISTRAL_PARAMS, check_mistral_request
 from ._openai import (
     OpenAIFake,
     openai_context_length_exceeded,
@@ -33,12 +61,15 @@ from ._script import (
     Error,
     Garbage,
     Hang,
+    Stream,
     Success,
     Wait,
     close,
     error,
     garbage,
     hang,
+    sse,
+    stream,
     success,
     wait,
 )
@@ -46,9 +77,13 @@ from ._server import serve_app
 
 __all__ = [
     "ABORT_EXTENSION",
+    "ANTHROPIC_PARAMS",
     "AZURE_PARAMS",
+    "MISTRAL_PARAMS",
     "OPENAI_PARAMS",
+    "AnthropicFake",
     "AzureFake",
+    "BedrockFake",
     "Close",
     "ConnectionDropped",
     "Directive",
@@ -56,23 +91,49 @@ __all__ = [
     "FakeProvider",
     "FakeStatistics",
     "Garbage",
+    "GeminiFake",
+    "GeminiInvalid",
     "Hang",
     "Invalid",
+    "MistralFake",
     "OpenAIFake",
     "RecordedRequest",
+    "Stream",
     "Success",
     "Wait",
+    "anthropic_credit_balance_low",
+    "anthropic_error",
+    "anthropic_overloaded",
+    "anthropic_prompt_too_long",
+    "anthropic_rate_limited",
     "azure_content_filter",
     "azure_rate_limited",
+    "bedrock_error",
+    "bedrock_input_too_long",
+    "bedrock_throttled",
     "check_chat_request",
+    "check_converse",
+    "check_generate_request",
+    "check_messages_request",
+    "check_mistral_request",
     "close",
     "error",
     "garbage",
+    "gemini_context_exceeded",
+    "gemini_error",
+    "gemini_prompt_blocked",
+    "gemini_rate_limited",
+    "gemini_unavailable",
     "hang",
+    "mistral_capacity_exceeded",
+    "mistral_context_too_large",
+    "mistral_rate_limited",
     "openai_context_length_exceeded",
     "openai_insufficient_quota",
     "openai_rate_limited",
     "serve_app",
+    "sse",
+    "stream",
     "success",
     "wait",
 ]

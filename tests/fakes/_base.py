@@ -10,7 +10,17 @@ import anyio
 
 from ._asgi import ABORT_EXTENSION, BodyReader, Receive, Reply, Scope, Send, json_reply, send_reply
 from ._recording import RecordedRequest, Recorder
-from ._script import Close, ConnectionDropped, Directive, Error, Garbage, Hang, Success, Wait
+from ._script import (
+    Close,
+    ConnectionDropped,
+    Directive,
+    Error,
+    Garbage,
+    Hang,
+    Stream,
+    Success,
+    Wait,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +131,17 @@ class FakeProvider:
                     await self._act(then, record, reader, scope, send)
                 else:
                     record.disconnected = True
+            case Stream(pieces=pieces, content_type=content_type):
+                record.status = 200
+                start = [(b"content-type", content_type.encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": start})
+                for piece in pieces:
+                    if isinstance(piece, bytes):
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    elif not await _event_or_disconnect(piece, reader):
+                        record.disconnected = True
+                        return
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
             case Close():
                 record.dropped = True
                 abort: Any = (scope.get("extensions") or {}).get(ABORT_EXTENSION)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +64,17 @@ class Wait:
     then: Directive
 
 
-Directive = Success | Error | Garbage | Hang | Close | Wait
+@dataclass(frozen=True, kw_only=True)
+class Stream:
+    """Answer 200 and stream `pieces`: bytes are sent as they are; an `anyio.Event` holds
+    the stream until the test sets it (or the client goes away, which is recorded).
+    The body ends after the last piece (so a stream without its end marker is "cut")."""
+
+    pieces: tuple[bytes | anyio.Event, ...] = field(compare=False)
+    content_type: str = "text/event-stream"
+
+
+Directive = Success | Error | Garbage | Hang | Close | Wait | Stream
 
 
 def success(
@@ -107,6 +118,25 @@ def close() -> Close:
     turns into a 500 and `ASGITransport` re-raises in the client.
     """
     return Close()
+
+
+def stream(*pieces: bytes | anyio.Event, content_type: str = "text/event-stream") -> Stream:
+    """Stream `pieces` (bytes, or events that hold the stream until set)."""
+    return Stream(pieces=pieces, content_type=content_type)
+
+
+def sse(*payloads: object) -> bytes:
+    """`data:` events for `payloads` (JSON-encoded unless bytes/str, sent as they are)."""
+    out = []
+    for payload in payloads:
+        if isinstance(payload, bytes):
+            data = payload
+        elif isinstance(payload, str):
+            data = payload.encode()
+        else:
+            data = msgspec.json.encode(payload)
+        out.append(b"data: " + data + b"\n\n")
+    return b"".join(out)
 
 
 def wait(event: anyio.Event, then: Directive | None = None) -> Wait:

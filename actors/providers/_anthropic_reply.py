@@ -1,0 +1,212 @@
+"""Anthropic's answers (PROVIDERS.md §3.5-§3.6): a message as a `ChatCompletion`, or an error.
+
+stop_reason                               finish_reason
+end_turn, stop_sequence, pause_turn  ->   stop
+max_tokens, model_context_window_exceeded -> length
+tool_use                             ->   tool_calls
+refusal                              ->   content_filter (a normal 200 answer)
+
+error.type (HTTP)                         ErrorClass
+invalid_request_error (400)          ->   bad_request; "prompt is too long" ->
+                                          context_window_exceeded; "credit balance" ->
+                                          rate_limited, not retryable
+authentication_error (401), permission_error (403) -> auth
+billing_error (402)                  ->   rate_limited, not retryable (quota)
+not_found_error (404)                ->   not_found
+request_too_large (413)              ->   context_window_exceeded
+rate_limit_error (429)               ->   rate_limited (+ retry-after)
+api_error (500)                      ->   server_error
+timeout_error (504)                  ->   timeout
+overloaded_error (529)               ->   overloaded
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import msgspec
+from msgspec import UNSET, Struct
+
+from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage
+from .._exceptions import ErrorClass, ProviderError
+from ._base import excerpt, retry_after
+from ._chat_parts import created_at, garbage
+
+_FINISH: Final[Mapping[str, str]] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class _Block(Struct, frozen=True):
+    # One struct for every block type: unknown types (thinking, server tools) are skipped.
+    type: str
+    text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+
+
+class _Usage(Struct, frozen=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Message(Struct, frozen=True):
+    id: str
+    content: list[_Block]
+    type: Literal["message"]
+    model: str = ""
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+_message_decoder: Final = msgspec.json.Decoder(_Message)
+
+
+def parse_message(
+    status: int, headers: Mapping[str, str], body: bytes, *, model: str = ""
+) -> ChatCompletion:
+    """The `ChatCompletion` of an Anthropic message; garbage is a `server_error`."""
+    try:
+        message = _message_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise garbage("anthropic", status, body, exc) from None
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.content:
+        if block.type == "text" and block.text is not None:
+            texts.append(block.text)
+        elif block.type == "tool_use":
+            if block.id is None or block.name is None or not isinstance(block.input, dict):
+                raise garbage("anthropic", status, body, "tool_use without id, name or input")
+            arguments = msgspec.json.encode(block.input).decode()
+            calls.append(
+                ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments))
+            )
+    finish = _FINISH.get(message.stop_reason or "", "stop")
+    return ChatCompletion(
+        id=message.id,
+        created=created_at(headers),
+        model=message.model or model,
+        choices=(
+            Choice(
+                index=0,
+                message=ResponseMessage(
+                    content="".join(texts) if texts else None,
+                    tool_calls=tuple(calls) if calls else UNSET,
+                ),
+                finish_reason=finish,
+            ),
+        ),
+        usage=_usage(message.usage) if message.usage is not None else UNSET,
+    )
+
+
+def _usage(usage: _Usage) -> Usage:
+    # input_tokens excludes cached input; OpenAI's prompt_tokens counts all of it (§3.6).
+    prompt = (
+        usage.input_tokens
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0)
+    )
+    details = (
+        {"cached_tokens": usage.cache_read_input_tokens}
+        if usage.cache_read_input_tokens is not None
+        else UNSET
+    )
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=usage.output_tokens,
+        total_tokens=prompt + usage.output_tokens,
+        prompt_tokens_details=details,
+    )
+
+
+# -- errors ------------------------------------------------------------------
+
+
+class _ErrorDetail(Struct, frozen=True):
+    type: str = ""
+    message: str = ""
+
+
+class _ErrorBody(Struct, frozen=True):
+    error: _ErrorDetail | None = None
+
+
+_error_decoder: Final = msgspec.json.Decoder(_ErrorBody)
+
+_BY_TYPE: Final[Mapping[str, ErrorClass]] = {
+    "invalid_request_error": ErrorClass.BAD_REQUEST,
+    "authentication_error": ErrorClass.AUTH,
+    "permission_error": ErrorClass.AUTH,
+    "billing_error": ErrorClass.RATE_LIMITED,
+    "not_found_error": ErrorClass.NOT_FOUND,
+    "request_too_large": ErrorClass.CONTEXT_WINDOW_EXCEEDED,
+    "rate_limit_error": ErrorClass.RATE_LIMITED,
+    "api_error": ErrorClass.SERVER_ERROR,
+    "timeout_error": ErrorClass.TIMEOUT,
+    "overloaded_error": ErrorClass.OVERLOADED,
+}
+_BY_STATUS: Final[Mapping[int, ErrorClass]] = {
+    400: ErrorClass.BAD_REQUEST,
+    401: ErrorClass.AUTH,
+    402: ErrorClass.RATE_LIMITED,
+    403: ErrorClass.AUTH,
+    404: ErrorClass.NOT_FOUND,
+    408: ErrorClass.TIMEOUT,
+    409: ErrorClass.SERVER_ERROR,  # the SDK retries 409 like a 5xx
+    413: ErrorClass.CONTEXT_WINDOW_EXCEEDED,
+    429: ErrorClass.RATE_LIMITED,
+    500: ErrorClass.SERVER_ERROR,
+    502: ErrorClass.SERVER_ERROR,
+    503: ErrorClass.OVERLOADED,
+    504: ErrorClass.TIMEOUT,
+    529: ErrorClass.OVERLOADED,
+}
+# There is no code for these: only the message tells them apart from other 400s (§3.4, §8.3).
+_CONTEXT_WORDS: Final = ("prompt is too long", "exceed context limit")
+_QUOTA_WORDS: Final = ("credit balance",)
+
+
+def classify_anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """Classify an Anthropic error answer by `error.type`, its message, then the status."""
+    detail = _ErrorDetail()
+    try:
+        decoded = _error_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        decoded = None
+    if decoded is not None and decoded.error is not None:
+        detail = decoded.error
+    text = detail.message.lower()
+    error = _BY_TYPE.get(detail.type) or _BY_STATUS.get(status)
+    if error is None:
+        error = ErrorClass.SERVER_ERROR if status >= 500 else ErrorClass.BAD_REQUEST
+    quota = detail.type == "billing_error" or status == 402
+    if error in (ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_WINDOW_EXCEEDED):
+        if any(words in text for words in _CONTEXT_WORDS):
+            error = ErrorClass.CONTEXT_WINDOW_EXCEEDED
+        elif any(words in text for words in _QUOTA_WORDS):
+            error, quota = ErrorClass.RATE_LIMITED, True
+    retryable: bool | None = None
+    # Quota and billing problems are not cured by waiting: fall back without retrying.
+    if quota or headers.get("x-should-retry") == "false":
+        retryable = False
+    message = detail.message or excerpt(body) or f"HTTP {status}"
+    kind = f"{detail.type}: " if detail.type else ""
+    return ProviderError(
+        error,
+        f"{status} {kind}{message}"[:500],
+        status=status,
+        retry_after=retry_after(headers),
+        retryable=retryable,
+    )

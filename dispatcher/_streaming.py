@@ -1,0 +1,113 @@
+"""A committed stream: what the client receives after the first token.
+
+The supervisor hands over a `ChunkStream` once an attempt has produced its
+first content delta (the commit point). From then on there is no failover:
+the stream either ends normally or ends with a final chunk whose
+`finish_reason` is `"error"` and which carries an `error` object — never
+silently. Closing the stream early (client gone) cancels the upstream call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from actors import ChatCompletionChunk, Failure, Outcome, Reply
+
+
+class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
+    """The last chunk of a stream that failed after its commit point."""
+
+    id: str
+    created: int
+    model: str
+    error: dict[str, Any]
+    choices: tuple[dict[str, Any], ...] = ({"index": 0, "delta": {}, "finish_reason": "error"},)
+    object: str = "chat.completion.chunk"
+
+
+class ChunkStream:
+    """The rest of a committed attempt's chunks, then its outcome."""
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        deployment: str,
+        attempts: int,
+        first: list[ChatCompletionChunk],
+        receive: MemoryObjectReceiveStream[ChatCompletionChunk] | None,
+        reply: Reply,
+        include_usage: bool,
+        finish: Callable[[Outcome | None], None],
+    ) -> None:
+        self.group = group
+        self.deployment = deployment
+        self.attempts = attempts
+        """Attempts made, the committed one included."""
+        self._first = first
+        self._receive = receive
+        self._reply = reply
+        self._include_usage = include_usage
+        self._finish = finish
+        self._finished = False
+
+    async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk | ErrorChunk]:
+        last: ChatCompletionChunk | None = None
+        for chunk in self._first:
+            kept = self._visible(chunk)
+            if kept is not None:
+                last = kept
+                yield kept
+        if self._receive is not None:
+            async with self._receive:
+                async for chunk in self._receive:
+                    kept = self._visible(chunk)
+                    if kept is not None:
+                        last = kept
+                        yield kept
+        outcome = await self._reply.wait()
+        self._close(outcome)
+        if isinstance(outcome, Failure):
+            yield _error_chunk(outcome, last, self.deployment)
+
+    def _visible(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk | None:
+        """Chunks as the client asked for them: usage only with include_usage."""
+        if self._include_usage or not chunk.usage:
+            return chunk if chunk.choices or chunk.usage else None
+        if not chunk.choices:
+            return None
+        return msgspec.structs.replace(chunk, usage=msgspec.UNSET)
+
+    def close(self) -> None:
+        """Stop early (client gone): the upstream call is cancelled. Idempotent."""
+        if self._receive is not None:
+            self._receive.close()
+        self._reply.abandon()
+        self._close(None)
+
+    def _close(self, outcome: Outcome | None) -> None:
+        if not self._finished:
+            self._finished = True
+            self._finish(outcome)
+
+
+def _error_chunk(failure: Failure, last: ChatCompletionChunk | None, deployment: str) -> ErrorChunk:
+    error = {
+        "message": f"{deployment}: {failure.message}",
+        "type": "upstream_error",
+        "code": str(failure.error),
+    }
+    return ErrorChunk(
+        id=last.id if last else "",
+        created=last.created if last else int(time.time()),
+        model=last.model if last else "",
+        error=error,
+    )
+
+
+__all__ = ["ChunkStream", "ErrorChunk"]
