@@ -1,0 +1,12 @@
+"""Benchmark of llm-dispatcher: `python -m bench` (see bench/__main__.py).
+
+Modules, each a separate process so that the target under test, the fake upstream and the
+load generator do not share an event loop (or a GIL):
+
+- upstream.py      fast fake OpenAI upstream (raw asyncio Protocol + httptools on uvloop)
+- loadgen.py       closed-loop load generator (raw HTTP/1.1 client on uvloop)
+- relay_aiohttp.py minimal relay: uvicorn + one aiohttp.ClientSession
+- relay_httpx.py   minimal relay: uvicorn + one httpx.AsyncClient (default or aiohttp transport)
+- procs.py         starting, pinning, readiness and stopping of those processes
+- report.py        statistics, the table, the PASS/FAIL verdicts and the JSON file
+"""
