@@ -91,8 +91,11 @@ class DeploymentActor:
 
     # -- admission (synchronous) -----------------------------------------
 
-    def submit(self, attempt: Attempt) -> None:
-        """Queue `attempt`, or raise an `Unavailable` saying why not and until when."""
+    def submit(self, attempt: Attempt) -> bool:
+        """Queue `attempt`, or raise an `Unavailable` saying why not and until when.
+
+        Returns whether it waits in the inbox (False: an idle worker took it at once).
+        """
         if not self._running:
             raise Stopped(self.name)
         now = monotonic()
@@ -102,13 +105,17 @@ class DeploymentActor:
         if wait:
             self._breaker.release()
             raise RateLimited(self.name, retry_at=now + wait)
+        send = self._send
+        assert send is not None  # set while running
+        idle = send.statistics().tasks_waiting_receive
         try:
-            self._send.send_nowait(attempt)  # type: ignore[union-attr]  # set while running
+            send.send_nowait(attempt)
         except anyio.WouldBlock:
             self._breaker.release()
             self._limiter.requests.give_back(1)
             self._limiter.tokens.give_back(attempt.tokens)
             raise InboxFull(self.name) from None
+        return not idle
 
     def check(self, *, tools: bool, tokens: int, params: frozenset[str] = frozenset()) -> None:
         """Raise `Unsupported` when this deployment cannot take such a request at all.

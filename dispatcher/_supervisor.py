@@ -9,6 +9,7 @@ are decided by the failure's error class only. The request's routing data
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from time import monotonic
@@ -25,6 +26,7 @@ from actors import (
     ChatCompletion,
     ChatCompletionChunk,
     DeploymentActor,
+    ErrorClass,
     Failure,
     Outcome,
     Reply,
@@ -61,7 +63,7 @@ class _StreamContext(msgspec.Struct, frozen=True):
 
     call: ChatCall
     group: str
-    records: list[AttemptRecord]
+    attempts_before: int
     started: float
 
 
@@ -145,71 +147,76 @@ class Supervisor:
         previous_group = group
         outcome_label = "success"
         try:
-            with anyio.move_on_after(timeout) as scope:
-                for actor in chain:
-                    try:
-                        actor.check(tools=tools, tokens=tokens, params=params)
-                    except Unsupported as exc:
-                        skipped.setdefault("unsupported", monotonic())
-                        logger.debug("skipping %s: %s", actor.name, exc.message)
-                        continue
-                    if chain.group != previous_group:
-                        self.metrics.fallback(previous_group, chain.group)
-                        previous_group = chain.group
-                    retry = 0
-                    while True:
-                        reply = Reply()
-                        attempt = Attempt(
-                            payload=payload, deadline=deadline, tokens=tokens, reply=reply
+            expired = False
+            for actor in chain:
+                if monotonic() >= deadline:
+                    expired = True
+                    break
+                try:
+                    actor.check(tools=tools, tokens=tokens, params=params)
+                except Unsupported as exc:
+                    skipped.setdefault("unsupported", monotonic())
+                    logger.debug("skipping %s: %s", actor.name, exc.message)
+                    continue
+                if chain.group != previous_group:
+                    self.metrics.fallback(previous_group, chain.group)
+                    previous_group = chain.group
+                retry = 0
+                while True:
+                    reply = Reply()
+                    attempt = Attempt(
+                        payload=payload, deadline=deadline, tokens=tokens, reply=reply
+                    )
+                    if stream:
+                        result = await self._try_stream(
+                            actor, attempt, _StreamContext(call, chain.group, len(records), started)
                         )
-                        if stream:
-                            result = await self._try_stream(
-                                actor, attempt, _StreamContext(call, chain.group, records, started)
-                            )
-                        else:
-                            result = await self._try(actor, attempt)
-                        if isinstance(result, Unavailable):  # full, cooling, out of budget
-                            retry_at = result.retry_at or monotonic() + 1.0
-                            reason = result.reason
-                            skipped[reason] = min(skipped.get(reason, retry_at), retry_at)
-                            break
-                        if isinstance(result, ChunkStream):
-                            outcome_label = "streaming"
-                            return result
-                        outcome = result
-                        waited += outcome.latency_s
-                        records.append(_record(actor, outcome))
-                        self.metrics.attempt(chain.group, actor.name, outcome)
-                        if isinstance(outcome, Success):
-                            assert outcome.response is not None
-                            return Dispatched(
-                                response=outcome.response,
-                                group=chain.group,
-                                deployment=actor.name,
-                                attempts=tuple(records),
-                                waited_s=waited,
-                                dropped_params=outcome.dropped_params,
-                            )
-                        last = outcome
-                        logger.info(
-                            "attempt failed: group=%s deployment=%s error=%s status=%s",
-                            chain.group,
-                            actor.name,
-                            outcome.error,
-                            outcome.status,
+                    else:
+                        result = await self._try(actor, attempt)
+                    if isinstance(result, Unavailable):  # full, cooling, out of budget
+                        retry_at = result.retry_at or monotonic() + 1.0
+                        reason = result.reason
+                        skipped[reason] = min(skipped.get(reason, retry_at), retry_at)
+                        break
+                    if isinstance(result, ChunkStream):
+                        outcome_label = "streaming"
+                        return result
+                    outcome = result
+                    waited += outcome.latency_s
+                    records.append(_record(actor, outcome))
+                    self.metrics.attempt(chain.group, actor.name, outcome)
+                    if isinstance(outcome, Success):
+                        assert outcome.response is not None
+                        return Dispatched(
+                            response=outcome.response,
+                            group=chain.group,
+                            deployment=actor.name,
+                            attempts=tuple(records),
+                            waited_s=waited,
+                            dropped_params=outcome.dropped_params,
                         )
-                        special = self.router.special_fallbacks(chain.group, outcome.error)
-                        if special is not None:
-                            chain.divert(special)
-                            break
-                        delay = self._retry_delay(outcome, retry, deadline)
-                        if delay is None:
-                            break
-                        retry += 1
-                        self.metrics.retry(actor.name)
-                        await anyio.sleep(delay)
-                        waited += delay
-            if scope.cancelled_caught:
+                    last = outcome
+                    logger.info(
+                        "attempt failed: group=%s deployment=%s error=%s status=%s",
+                        chain.group,
+                        actor.name,
+                        outcome.error,
+                        outcome.status,
+                    )
+                    special = self.router.special_fallbacks(chain.group, outcome.error)
+                    if special is not None:
+                        chain.divert(special)
+                        break
+                    delay = self._retry_delay(outcome, retry, deadline)
+                    if delay is None:
+                        break
+                    retry += 1
+                    self.metrics.retry(actor.name)
+                    await anyio.sleep(delay)
+                    waited += delay
+            if expired or (
+                last is not None and last.error is ErrorClass.TIMEOUT and monotonic() >= deadline
+            ):
                 outcome_label = "timeout"
                 raise DeadlineExceeded(group, timeout, tuple(records))
             if last is not None:
@@ -230,14 +237,22 @@ class Supervisor:
                 self.metrics.request(group, outcome_label, monotonic() - started)
 
     async def _try(self, actor: DeploymentActor, attempt: Attempt) -> Outcome | Unavailable:
-        """One attempt and its outcome (or why the actor could not take it)."""
+        """One attempt and its outcome (or why the actor could not take it).
+
+        A worker bounds a running attempt by the request's deadline; only an attempt
+        that waits in the inbox needs a deadline of its own here.
+        """
         try:
-            actor.submit(attempt)
+            queued = actor.submit(attempt)
         except Unavailable as exc:
             return exc
         reply = attempt.reply
         try:
-            return await reply.wait()
+            if not queued:
+                return await reply.wait()
+            with anyio.move_on_after(attempt.deadline - monotonic()):
+                return await reply.wait()
+            return _expired_in_inbox()
         finally:
             reply.abandon()
 
@@ -249,25 +264,31 @@ class Supervisor:
         attempt = msgspec.structs.replace(attempt, chunks=send)
         reply = attempt.reply
         try:
-            actor.submit(attempt)
+            queued = actor.submit(attempt)
         except Unavailable as exc:
             send.close()
             receive.close()
             return exc
         started = monotonic()
         first: list[ChatCompletionChunk] = []
+        # A running attempt is bounded by its worker; a queued one by the deadline here.
+        wait = attempt.deadline - started if queued else math.inf
         try:
-            async for chunk in receive:
-                first.append(chunk)
-                if chunk.has_content():
-                    self.metrics.first_token(context.group, actor.name, monotonic() - started)
-                    return self._committed(actor, context, first, receive, reply)
+            with anyio.move_on_after(wait) as scope:
+                async for chunk in receive:
+                    first.append(chunk)
+                    if chunk.has_content():
+                        self.metrics.first_token(context.group, actor.name, monotonic() - started)
+                        return self._committed(actor, context, first, receive, reply)
         except BaseException:
             receive.close()
             reply.abandon()
             raise
-        # The actor closed the stream before any content: its outcome decides.
         receive.close()
+        if scope.cancelled_caught:
+            reply.abandon()
+            return _expired_in_inbox()
+        # The actor closed the stream before any content: its outcome decides.
         outcome = await reply.wait()
         if isinstance(outcome, Success):  # a stream that ended without content
             return self._committed(actor, context, first, None, reply)
@@ -295,7 +316,7 @@ class Supervisor:
         return ChunkStream(
             group=group,
             deployment=actor.name,
-            attempts=len(context.records) + 1,
+            attempts=context.attempts_before + 1,
             first=first,
             receive=receive,
             reply=reply,
@@ -330,6 +351,14 @@ def _record(actor: DeploymentActor, outcome: Success | Failure) -> AttemptRecord
         status=outcome.status,
         latency_ms=round(outcome.latency_s * 1000.0, 3),
         message=outcome.message,
+    )
+
+
+def _expired_in_inbox() -> Failure:
+    return Failure(
+        error=ErrorClass.TIMEOUT,
+        message="the deadline passed while waiting in the deployment's inbox",
+        latency_s=0.0,
     )
 
 

@@ -280,3 +280,20 @@ async def test_drop_params_false_skips_the_candidate() -> None:
         result = await s.supervisor.complete(call(reasoning_effort="low"))
     assert result.deployment == "b"
     assert ups["strict"].bodies == []
+
+
+async def test_deadline_bounds_the_wait_in_a_busy_inbox() -> None:
+    """A request queued behind a busy worker still ends at its own deadline."""
+    release = anyio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return completion()
+
+    async with stack(deployments("a g inbox=1 concurrency=1"), {"a": held}) as s:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(s.supervisor.complete, call())  # occupies the only worker
+            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(5), pytest.raises(DeadlineExceeded):
+                await s.supervisor.complete(call(), timeout_s=0.05)
+            release.set()
