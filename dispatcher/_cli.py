@@ -123,13 +123,19 @@ def _check(args: argparse.Namespace) -> int:
         f"{router.cooldown.window_s:g}s -> {router.cooldown.cooldown_s:g}s)"
     )
     for group, deployments in config.groups().items():
-        chain = [*router.fallbacks.get(group, ()), *router.default_fallbacks]
+        chain = [
+            g
+            for g in dict.fromkeys([*router.fallbacks.get(group, ()), *router.default_fallbacks])
+            if g != group
+        ]
         out.append(f"group {group}" + (f"  (fallbacks: {', '.join(chain)})" if chain else ""))
         for dep in deployments:
             key = dep.api_key.redacted() if dep.api_key is not None else "none"
             out.append(
                 f"  - {dep.name}: provider={dep.provider} model={dep.model} "
-                f"api_base={dep.api_base or 'default'} api_key={key} weight={dep.weight:g} "
+                f"api_base={dep.api_base or 'default'} api_key={key} "
+                + (f"region={dep.region} " if dep.region else "")
+                + f"weight={dep.weight:g} "
                 f"inbox={dep.inbox} concurrency={dep.concurrency} rpm={dep.rpm or '-'} "
                 f"tpm={dep.tpm or '-'} timeout_s={dep.timeout_s:g}"
             )
