@@ -29,6 +29,7 @@ from ._exceptions import (
     ProviderError,
     RateLimited,
     Stopped,
+    TooLong,
     Unavailable,
     Unsupported,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "Success",
     "SystemMessage",
     "TokenBucket",
+    "TooLong",
     "Tool",
     "ToolCall",
     "ToolMessage",

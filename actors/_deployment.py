@@ -29,6 +29,7 @@ from ._exceptions import (
     ProviderError,
     RateLimited,
     Stopped,
+    TooLong,
     Unsupported,
 )
 from ._limits import Breaker, BreakerState, RateLimiter
@@ -127,9 +128,7 @@ class DeploymentActor:
             raise Unsupported(self.name, f"deployment {self.name!r} does not support tools")
         limit = self.spec.max_input_tokens
         if limit is not None and tokens > limit:
-            raise Unsupported(
-                self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}"
-            )
+            raise TooLong(self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}")
         if not self.spec.drop_params:
             missing = sorted(params - self.adapter.supported_params)
             if missing:

@@ -7,6 +7,7 @@
     ├── RateLimited            its rpm/tpm budget has no room for this request
     └── Stopped                it is shutting down
     Unsupported                a deployment cannot take this request's form at all
+    └── TooLong                the request is longer than its max_input_tokens
 
 Only the server layer knows HTTP statuses for these.
 """
@@ -122,3 +123,7 @@ class Unsupported(Exception):
         super().__init__(message)
         self.deployment = deployment
         self.message = message
+
+
+class TooLong(Unsupported):
+    """The request is longer than the deployment's `max_input_tokens` (no call is made)."""

@@ -31,6 +31,7 @@ from actors import (
     Outcome,
     Reply,
     Success,
+    TooLong,
     Unavailable,
     Unsupported,
     encoder,
@@ -148,6 +149,7 @@ class Supervisor:
         outcome_label = "success"
         try:
             expired = False
+            too_long: TooLong | None = None
             for actor in chain:
                 if monotonic() >= deadline:
                     expired = True
@@ -157,6 +159,15 @@ class Supervisor:
                 except Unsupported as exc:
                     skipped.setdefault("unsupported", monotonic())
                     logger.debug("skipping %s: %s", actor.name, exc.message)
+                    if isinstance(exc, TooLong):
+                        # Known too long before any call: the context-window chain only.
+                        too_long = exc
+                        chain.divert(
+                            self.router.special_fallbacks(
+                                chain.group, ErrorClass.CONTEXT_WINDOW_EXCEEDED
+                            )
+                            or ()
+                        )
                     continue
                 if chain.group != previous_group:
                     self.metrics.fallback(previous_group, chain.group)
@@ -222,6 +233,13 @@ class Supervisor:
             if last is not None:
                 outcome_label = str(last.error)
                 raise AllAttemptsFailed(group, tuple(records), last.error)
+            if too_long is not None:
+                outcome_label = str(ErrorClass.CONTEXT_WINDOW_EXCEEDED)
+                raise InvalidRequest(
+                    f"{too_long.message}, and no context-window fallback can take it",
+                    param="messages",
+                    code="context_length_exceeded",
+                )
             reason, retry_at = _capacity_reason(skipped)
             outcome_label = reason
             if reason == "unsupported":
