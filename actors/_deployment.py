@@ -36,7 +36,7 @@ from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
-from .providers import Adapter, MockUpstream, StreamParser, adapter_for
+from .providers import Adapter, MockUpstream, adapter_for
 
 logger = logging.getLogger("dispatcher.actor")
 
@@ -260,12 +260,7 @@ class DeploymentActor:
         """
         chunks = attempt.chunks
         assert chunks is not None
-        open_parser = getattr(self.adapter, "stream_parser", None)
-        if open_parser is None:
-            raise ProviderError(
-                ErrorClass.BAD_REQUEST, f"streaming from {self.spec.provider} is not supported yet"
-            )
-        parser: StreamParser = open_parser()
+        parser = self.adapter.stream_parser()
         http = self.adapter.build(request_decoder.decode(attempt.payload))
         budget_end = scope.deadline
         spec = self.spec

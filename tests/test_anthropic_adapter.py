@@ -296,7 +296,6 @@ def test_seed_id_is_kept_and_bad_ids_are_rewritten_in_pairs() -> None:
 
 REFUSALS = [
     pytest.param(request(user("hi"), temperature=1.5), "temperature 1.5", id="temperature-over-1"),
-    pytest.param(request(user("hi"), stream=True), "stream", id="stream"),
     pytest.param(
         request(user("hi"), tools=[{"type": "function", "function": {"name": "get.weather"}}]),
         "'get.weather'",

@@ -213,7 +213,6 @@ def test_seed_id_travels_as_the_call_and_response_id() -> None:
 
 
 REFUSALS = [
-    pytest.param(request(user("hi"), stream=True), "stream", id="stream"),
     pytest.param(
         request(user("hi"), tools=[{"type": "function", "function": {"name": "9lives"}}]),
         "'9lives'", id="name-starts-with-digit",

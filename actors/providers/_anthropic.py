@@ -10,8 +10,10 @@
     tool_choice {"function": X}     ->   {"type": "tool", "name": X}
     parallel_tool_calls = false     ->   disable_parallel_tool_use = true
     max_completion_tokens           ->   max_tokens (required; DEFAULT_MAX_TOKENS if unset)
+    stream = true                   ->   "stream": true (SSE with named events)
 
-The answer side (`parse_message`, `classify_anthropic_error`) is in `_anthropic_reply`.
+The answer side (`parse_message`, `classify_anthropic_error`) is in `_anthropic_reply`,
+the streamed answer (`AnthropicStreamParser`) in `_anthropic_stream`.
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ from .._chat import (
 )
 from .._exceptions import ProviderError, Unsupported
 from ._anthropic_reply import classify_anthropic_error, parse_message
+from ._anthropic_stream import AnthropicStreamParser
 from ._base import HttpRequest, drop_params, unsupported_params
 from ._chat_parts import (
     call_arguments,
     check_tool_names,
     output_budget,
-    refuse_streaming,
     split_data_url,
     stop_sequences,
     text_of,
@@ -82,7 +84,9 @@ Block = dict[str, Any]
 class AnthropicAdapter:
     """The Anthropic Messages API, for one deployment."""
 
-    __slots__ = ("_headers", "_model", "_name", "_url", "auth", "supported_params")
+    __slots__ = (
+        "_headers", "_model", "_name", "_stream_headers", "_url", "auth", "supported_params",
+    )  # fmt: skip
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
@@ -101,16 +105,19 @@ class AnthropicAdapter:
             headers["x-api-key"] = spec.api_key.reveal()
         headers.update({name.lower(): value for name, value in spec.headers.items()})
         self._headers = headers
+        self._stream_headers = {**headers, "accept": "text/event-stream"}
 
     def build(self, request: ChatRequest) -> HttpRequest:
-        refuse_streaming(request, provider=_PROVIDER, deployment=self._name)
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), ANTHROPIC_TOOL_ID)
         body = messages_body(request, model=self._model, deployment=self._name)
+        streaming = request.stream is True
+        if streaming:
+            body["stream"] = True
         return HttpRequest(
             method="POST",
             url=self._url,
-            headers=self._headers,
+            headers=self._stream_headers if streaming else self._headers,
             body=encoder.encode(body),
             dropped_params=dropped,
         )
@@ -120,6 +127,10 @@ class AnthropicAdapter:
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_anthropic_error(status, headers, body)
+
+    def stream_parser(self) -> AnthropicStreamParser:
+        """A fresh parser for one streamed attempt."""
+        return AnthropicStreamParser(model=self._model)
 
 
 def messages_body(request: ChatRequest, *, model: str, deployment: str) -> dict[str, Any]:

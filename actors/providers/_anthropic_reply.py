@@ -18,6 +18,9 @@ rate_limit_error (429)               ->   rate_limited (+ retry-after)
 api_error (500)                      ->   server_error
 timeout_error (504)                  ->   timeout
 overloaded_error (529)               ->   overloaded
+
+An in-stream `error` event (`classify_anthropic_event`) is classified by the same
+table; an unknown type there is a server_error.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from .._exceptions import ErrorClass, ProviderError
 from ._base import excerpt, retry_after
 from ._chat_parts import created_at, garbage
 
-_FINISH: Final[Mapping[str, str]] = {
+FINISH_REASONS: Final[Mapping[str, str]] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -53,7 +56,7 @@ class _Block(Struct, frozen=True):
     input: Any = None
 
 
-class _Usage(Struct, frozen=True):
+class AnthropicUsage(Struct, frozen=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
@@ -66,7 +69,7 @@ class _Message(Struct, frozen=True):
     type: Literal["message"]
     model: str = ""
     stop_reason: str | None = None
-    usage: _Usage | None = None
+    usage: AnthropicUsage | None = None
 
 
 _message_decoder: Final = msgspec.json.Decoder(_Message)
@@ -92,7 +95,7 @@ def parse_message(
             calls.append(
                 ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments))
             )
-    finish = _FINISH.get(message.stop_reason or "", "stop")
+    finish = FINISH_REASONS.get(message.stop_reason or "", "stop")
     return ChatCompletion(
         id=message.id,
         created=created_at(headers),
@@ -107,11 +110,12 @@ def parse_message(
                 finish_reason=finish,
             ),
         ),
-        usage=_usage(message.usage) if message.usage is not None else UNSET,
+        usage=openai_usage(message.usage) if message.usage is not None else UNSET,
     )
 
 
-def _usage(usage: _Usage) -> Usage:
+def openai_usage(usage: AnthropicUsage) -> Usage:
+    """OpenAI's usage for Anthropic's (cached input counted in `prompt_tokens`)."""
     # input_tokens excludes cached input; OpenAI's prompt_tokens counts all of it (§3.6).
     prompt = (
         usage.input_tokens
@@ -180,26 +184,12 @@ _QUOTA_WORDS: Final = ("credit balance",)
 
 def classify_anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
     """Classify an Anthropic error answer by `error.type`, its message, then the status."""
-    detail = _ErrorDetail()
-    try:
-        decoded = _error_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        decoded = None
-    if decoded is not None and decoded.error is not None:
-        detail = decoded.error
-    text = detail.message.lower()
-    error = _BY_TYPE.get(detail.type) or _BY_STATUS.get(status)
-    if error is None:
-        error = ErrorClass.SERVER_ERROR if status >= 500 else ErrorClass.BAD_REQUEST
-    quota = detail.type == "billing_error" or status == 402
-    if error in (ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_WINDOW_EXCEEDED):
-        if any(words in text for words in _CONTEXT_WORDS):
-            error = ErrorClass.CONTEXT_WINDOW_EXCEEDED
-        elif any(words in text for words in _QUOTA_WORDS):
-            error, quota = ErrorClass.RATE_LIMITED, True
-    retryable: bool | None = None
-    # Quota and billing problems are not cured by waiting: fall back without retrying.
-    if quota or headers.get("x-should-retry") == "false":
+    detail = _error_detail(body)
+    fallback = _BY_STATUS.get(status)
+    if fallback is None:
+        fallback = ErrorClass.SERVER_ERROR if status >= 500 else ErrorClass.BAD_REQUEST
+    error, retryable = _refine(detail, fallback, quota=status == 402)
+    if headers.get("x-should-retry") == "false":
         retryable = False
     message = detail.message or excerpt(body) or f"HTTP {status}"
     kind = f"{detail.type}: " if detail.type else ""
@@ -210,3 +200,36 @@ def classify_anthropic_error(status: int, headers: Mapping[str, str], body: byte
         retry_after=retry_after(headers),
         retryable=retryable,
     )
+
+
+def classify_anthropic_event(data: bytes) -> ProviderError:
+    """Classify an in-stream `error` event (HTTP 200) as the same error answered with a status."""
+    detail = _error_detail(data)
+    error, retryable = _refine(detail, ErrorClass.SERVER_ERROR, quota=False)
+    message = detail.message or excerpt(data)
+    kind = f"{detail.type}: " if detail.type else ""
+    return ProviderError(error, f"in-stream error {kind}{message}"[:500], retryable=retryable)
+
+
+def _error_detail(body: bytes) -> _ErrorDetail:
+    try:
+        decoded = _error_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _ErrorDetail()
+    return decoded.error or _ErrorDetail()
+
+
+def _refine(
+    detail: _ErrorDetail, fallback: ErrorClass, *, quota: bool
+) -> tuple[ErrorClass, bool | None]:
+    """The class of `detail` (`fallback` for an unknown type), and False if not retryable."""
+    error = _BY_TYPE.get(detail.type) or fallback
+    quota = quota or detail.type == "billing_error"
+    if error in (ErrorClass.BAD_REQUEST, ErrorClass.CONTEXT_WINDOW_EXCEEDED):
+        text = detail.message.lower()
+        if any(words in text for words in _CONTEXT_WORDS):
+            error = ErrorClass.CONTEXT_WINDOW_EXCEEDED
+        elif any(words in text for words in _QUOTA_WORDS):
+            error, quota = ErrorClass.RATE_LIMITED, True
+    # Quota and billing problems are not cured by waiting: fall back without retrying.
+    return error, (False if quota else None)

@@ -70,6 +70,10 @@ class Adapter(Protocol):
         """The classified error of a non-2xx answer."""
         ...
 
+    def stream_parser(self) -> StreamParser:
+        """A fresh parser for one streamed answer (parsers hold per-stream state)."""
+        ...
+
 
 OPTIONAL_PARAMS: Final = frozenset(ChatRequest.__struct_fields__) - {"model", "messages"}
 """Every optional request parameter: what an adapter may support."""

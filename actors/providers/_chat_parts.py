@@ -88,14 +88,6 @@ def stop_sequences(request: ChatRequest) -> list[str] | None:
     return [stop] if isinstance(stop, str) else list(stop)
 
 
-def refuse_streaming(request: ChatRequest, *, provider: str, deployment: str) -> None:
-    """Raise `Unsupported` for ``stream: true``: these adapters answer whole responses only."""
-    if request.stream is True:
-        raise Unsupported(
-            deployment, f"{provider}: stream=true is not supported by this adapter yet"
-        )
-
-
 def check_tool_names(
     request: ChatRequest, rule: re.Pattern[str], *, provider: str, deployment: str, wording: str
 ) -> frozenset[str]:

@@ -8,7 +8,7 @@ alternation, and several tool results plus the next user text form one turn); an
 `toolConfig` is sent whenever the history holds tool blocks, even when the request
 has no tools, because Bedrock refuses such a history without it.
 
-Pure functions over data, shared by Converse and (later) ConverseStream.
+Pure functions over data, shared by Converse and ConverseStream (the same body).
 """
 
 from __future__ import annotations

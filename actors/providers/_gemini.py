@@ -12,9 +12,11 @@
     tool_choice {"function": X}     ->   mode ANY + allowedFunctionNames [X]
     max_completion_tokens, temperature, top_p, stop, n, seed, presence/frequency
     penalties, response_format      ->   `generationConfig`
+    stream = true                   ->   POST :streamGenerateContent?alt=sse (same body)
 
 Tool-call ids travel as `functionCall.id` / `functionResponse.id` (Gemini echoes them);
-the answer side (`parse_generate_response`, `classify_gemini_error`) is in `_gemini_reply`.
+the answer side (`parse_generate_response`, `classify_gemini_error`) is in `_gemini_reply`,
+the streamed answer (`GeminiStreamParser`) in `_gemini_stream`.
 """
 
 from __future__ import annotations
@@ -53,12 +55,12 @@ from ._chat_parts import (
     check_tool_names,
     json_object_or_none,
     output_budget,
-    refuse_streaming,
     split_data_url,
     stop_sequences,
     text_of,
 )
 from ._gemini_reply import classify_gemini_error, parse_generate_response
+from ._gemini_stream import GeminiStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 GEMINI_BASE: Final = "https://generativelanguage.googleapis.com"
@@ -98,7 +100,9 @@ Part = dict[str, Any]
 class GeminiAdapter:
     """The Gemini Developer API's generateContent, for one deployment."""
 
-    __slots__ = ("_headers", "_model", "_name", "_url", "auth", "supported_params")
+    __slots__ = (
+        "_headers", "_model", "_name", "_stream_url", "_url", "auth", "supported_params",
+    )  # fmt: skip
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model.removeprefix("models/")
@@ -108,6 +112,7 @@ class GeminiAdapter:
         base = (spec.api_base or GEMINI_BASE).rstrip("/")
         version = spec.api_version or GEMINI_API_VERSION
         self._url = f"{base}/{version}/models/{self._model}:generateContent"
+        self._stream_url = f"{base}/{version}/models/{self._model}:streamGenerateContent?alt=sse"
         headers = {"content-type": "application/json", "accept": "application/json"}
         if spec.api_key is not None:
             headers["x-goog-api-key"] = spec.api_key.reveal()
@@ -115,13 +120,12 @@ class GeminiAdapter:
         self._headers = headers
 
     def build(self, request: ChatRequest) -> HttpRequest:
-        refuse_streaming(request, provider=_PROVIDER, deployment=self._name)
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), GEMINI_TOOL_ID)
         body = generate_body(request, deployment=self._name)
         return HttpRequest(
             method="POST",
-            url=self._url,
+            url=self._stream_url if request.stream is True else self._url,
             headers=self._headers,
             body=encoder.encode(body),
             dropped_params=dropped,
@@ -132,6 +136,10 @@ class GeminiAdapter:
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_gemini_error(status, headers, body)
+
+    def stream_parser(self) -> GeminiStreamParser:
+        """A fresh parser for one streamed attempt."""
+        return GeminiStreamParser(model=self._model)
 
 
 def generate_body(request: ChatRequest, *, deployment: str) -> dict[str, Any]:

@@ -21,6 +21,9 @@ RESOURCE_EXHAUSTED (429)             ->   rate_limited, retry_after from RetryIn
 INTERNAL (500)                       ->   server_error
 UNAVAILABLE (503)                    ->   overloaded
 DEADLINE_EXCEEDED (504)              ->   timeout
+
+`StreamEvent`, `check_finish`, `openai_finish` and `openai_usage` serve `_gemini_stream`,
+which maps streamed responses the same way.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class _Camel(Struct, frozen=True, rename="camel"):
     """Gemini's JSON is lowerCamelCase; what we do not declare is ignored."""
 
 
-class _FunctionCall(_Camel, frozen=True):
+class GeminiCall(_Camel, frozen=True):
     name: str
     args: dict[str, Any] | None = None
     id: str | None = None
@@ -61,7 +64,7 @@ class _FunctionCall(_Camel, frozen=True):
 class _Part(_Camel, frozen=True):
     text: str | None = None
     thought: bool = False
-    function_call: _FunctionCall | None = None
+    function_call: GeminiCall | None = None
 
 
 class _Content(_Camel, frozen=True):
@@ -72,10 +75,10 @@ class _Candidate(_Camel, frozen=True):
     content: _Content | None = None
     finish_reason: str | None = None
     finish_message: str | None = None
-    index: int = 0
+    index: int | None = None
 
 
-class _UsageMetadata(_Camel, frozen=True):
+class UsageMetadata(_Camel, frozen=True):
     prompt_token_count: int = 0
     candidates_token_count: int = 0
     thoughts_token_count: int = 0
@@ -90,7 +93,7 @@ class _PromptFeedback(_Camel, frozen=True):
 class _Response(_Camel, frozen=True):
     candidates: list[_Candidate] = []
     prompt_feedback: _PromptFeedback | None = None
-    usage_metadata: _UsageMetadata | None = None
+    usage_metadata: UsageMetadata | None = None
     model_version: str | None = None
     response_id: str | None = None
 
@@ -124,21 +127,14 @@ def parse_generate_response(
         created=created_at(headers),
         model=response.model_version or model,
         choices=choices,
-        usage=_usage(response.usage_metadata) if response.usage_metadata else UNSET,
+        usage=openai_usage(response.usage_metadata) if response.usage_metadata else UNSET,
     )
 
 
 def _choice(
     position: int, candidate: _Candidate, response_id: str, status: int, body: bytes
 ) -> Choice:
-    reason = candidate.finish_reason or "STOP"
-    if reason in _TOOL_FAILURES:
-        detail = f": {candidate.finish_message}" if candidate.finish_message else ""
-        raise ProviderError(
-            ErrorClass.SERVER_ERROR,
-            f"gemini finishReason {reason}{detail}"[:500],
-            status=status,
-        )
+    check_finish(candidate, status)
     texts: list[str] = []
     calls: list[ToolCall] = []
     parts = candidate.content.parts if candidate.content is not None else []
@@ -152,19 +148,37 @@ def _choice(
             )
         elif part.text is not None and not part.thought:  # thought summaries are not the answer
             texts.append(part.text)
-    if reason in _FILTERED:
-        finish = "content_filter"
-    elif reason == "MAX_TOKENS":
-        finish = "length"
-    else:
-        finish = "tool_calls" if calls else "stop"
+    finish = openai_finish(candidate.finish_reason or "STOP", calls=bool(calls))
     message = ResponseMessage(
         content="".join(texts) if texts else None, tool_calls=tuple(calls) if calls else UNSET
     )
-    return Choice(index=candidate.index or position, message=message, finish_reason=finish)
+    index = position if candidate.index is None else candidate.index
+    return Choice(index=index, message=message, finish_reason=finish)
 
 
-def _usage(meta: _UsageMetadata) -> Usage:
+def check_finish(candidate: _Candidate, status: int | None) -> None:
+    """Raise `server_error` for a candidate that ended in a broken tool call."""
+    reason = candidate.finish_reason
+    if reason in _TOOL_FAILURES:
+        detail = f": {candidate.finish_message}" if candidate.finish_message else ""
+        raise ProviderError(
+            ErrorClass.SERVER_ERROR,
+            f"gemini finishReason {reason}{detail}"[:500],
+            status=status,
+        )
+
+
+def openai_finish(reason: str, *, calls: bool) -> str:
+    """OpenAI's finish_reason for a (not broken) `finishReason`; `calls`: any functionCall."""
+    if reason in _FILTERED:
+        return "content_filter"
+    if reason == "MAX_TOKENS":
+        return "length"
+    return "tool_calls" if calls else "stop"
+
+
+def openai_usage(meta: UsageMetadata) -> Usage:
+    """OpenAI's usage for `usageMetadata`."""
     # Thoughts are billed as output but not counted in candidatesTokenCount (§6.5).
     completion = meta.candidates_token_count + meta.thoughts_token_count
     total = meta.total_token_count
@@ -194,6 +208,12 @@ class _Status(Struct, frozen=True):
 
 
 class _ErrorBody(Struct, frozen=True):
+    error: _Status | None = None
+
+
+class StreamEvent(_Response, frozen=True):
+    """One `data:` event of streamGenerateContent: a response, or an error object (§6.6)."""
+
     error: _Status | None = None
 
 

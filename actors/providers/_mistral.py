@@ -38,6 +38,7 @@ from .._chat import (
 from .._exceptions import ProviderError, Unsupported
 from ._base import HttpRequest, drop_params, unsupported_params
 from ._mistral_reply import classify_mistral_error, parse_mistral
+from ._mistral_stream import MistralStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 MISTRAL_BASE: Final = "https://api.mistral.ai/v1"
@@ -159,7 +160,15 @@ def check_tool_names(request: ChatRequest, deployment: str) -> None:
 class MistralAdapter:
     """Mistral's `POST /v1/chat/completions` with Bearer auth."""
 
-    __slots__ = ("_headers", "_model", "_name", "_url", "auth", "supported_params")
+    __slots__ = (
+        "_headers",
+        "_model",
+        "_name",
+        "_stream_headers",
+        "_url",
+        "auth",
+        "supported_params",
+    )
 
     def __init__(self, spec: Deployment) -> None:
         self._name = spec.name
@@ -172,6 +181,7 @@ class MistralAdapter:
             headers["authorization"] = f"Bearer {spec.api_key.reveal()}"
         headers.update({name.lower(): value for name, value in spec.headers.items()})
         self._headers = headers
+        self._stream_headers = {**headers, "accept": "text/event-stream"}
 
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
@@ -180,7 +190,7 @@ class MistralAdapter:
         return HttpRequest(
             method="POST",
             url=self._url,
-            headers=self._headers,
+            headers=self._stream_headers if request.stream is True else self._headers,
             body=encoder.encode(mistral_body(request, self._model, self._name)),
             dropped_params=dropped,
         )
@@ -190,6 +200,10 @@ class MistralAdapter:
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return classify_mistral_error(status, headers, body)
+
+    def stream_parser(self) -> MistralStreamParser:
+        """A fresh translator of Mistral's SSE stream (`stream: true` is in the body)."""
+        return MistralStreamParser(model=self._model)
 
 
 # -- helpers -----------------------------------------------------------------------

@@ -12,7 +12,8 @@ from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolC
 from .._exceptions import ErrorClass, ProviderError
 from ._base import excerpt, retry_after
 
-_FINISH: Final[Mapping[str, str]] = {"model_length": "length"}
+FINISH: Final[Mapping[str, str]] = {"model_length": "length"}
+"""Mistral finish reasons OpenAI spells otherwise (`error` is a provider error instead)."""
 
 
 class _Function(Struct):
@@ -74,13 +75,13 @@ def parse_mistral(body: bytes) -> ChatCompletion:
                 ErrorClass.SERVER_ERROR, "mistral: generation ended with an error", status=200
             )
         calls = tuple(_tool_call(call) for call in choice.message.tool_calls or ())
-        text = _response_text(choice.message.content)
+        text = response_text(choice.message.content)
         if calls and not text:
             text = None  # Mistral sends "" beside tool calls; OpenAI sends null
         message = ResponseMessage(content=text, tool_calls=calls or UNSET)
         finish = choice.finish_reason
         if finish is not None:
-            finish = _FINISH.get(finish, finish)
+            finish = FINISH.get(finish, finish)
         choices.append(Choice(index=choice.index, message=message, finish_reason=finish))
     usage = decoded.usage
     return ChatCompletion(
@@ -151,7 +152,8 @@ def _tool_call(call: _ToolCall) -> ToolCall:
     return ToolCall(id=call.id, function=FunctionCall(name=call.function.name, arguments=arguments))
 
 
-def _response_text(content: str | list[dict[str, Any]] | None) -> str | None:
+def response_text(content: str | list[dict[str, Any]] | None) -> str | None:
+    """The text of a content string or content chunks (thinking chunks left out)."""
     if content is None or isinstance(content, str):
         return content
     # Reasoning models answer with chunks: keep the text, not the thinking.

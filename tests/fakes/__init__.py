@@ -25,11 +25,25 @@ from ._anthropic import (
     anthropic_rate_limited,
 )
 from ._anthropic_rules import ANTHROPIC_PARAMS, check_messages_request
+from ._anthropic_stream import (
+    anthropic_message_events,
+    anthropic_sse,
+    anthropic_stream_error,
+    anthropic_text_events,
+)
 from ._asgi import ABORT_EXTENSION
 from ._azure import AZURE_PARAMS, AzureFake, azure_content_filter, azure_rate_limited
 from ._base import FakeProvider, FakeStatistics
 from ._bedrock import BedrockFake, bedrock_error, bedrock_input_too_long, bedrock_throttled
 from ._bedrock_rules import check_converse
+from ._bedrock_stream import (
+    bedrock_stream,
+    bedrock_text_delta,
+    encode_frame,
+    error_frame,
+    event_frame,
+    exception_frame,
+)
 from ._chat_rules import OPENAI_PARAMS, Invalid, check_chat_request
 from ._gemini import (
     GeminiFake,
@@ -40,11 +54,13 @@ from ._gemini import (
     gemini_unavailable,
 )
 from ._gemini_rules import GeminiInvalid, check_generate_request
+from ._gemini_stream import gemini_response_chunks, gemini_stream_error, gemini_text_chunks
 from ._mistral import (
     MistralFake,
     mistral_capacity_exceeded,
     mistral_context_too_large,
     mistral_rate_limited,
+    mistral_stream_events,
 )
 from ._mistral_rules import MISTRAL_PARAMS, check_mistral_request
 from ._openai import (
@@ -103,13 +119,19 @@ __all__ = [
     "Wait",
     "anthropic_credit_balance_low",
     "anthropic_error",
+    "anthropic_message_events",
     "anthropic_overloaded",
     "anthropic_prompt_too_long",
     "anthropic_rate_limited",
+    "anthropic_sse",
+    "anthropic_stream_error",
+    "anthropic_text_events",
     "azure_content_filter",
     "azure_rate_limited",
     "bedrock_error",
     "bedrock_input_too_long",
+    "bedrock_stream",
+    "bedrock_text_delta",
     "bedrock_throttled",
     "check_chat_request",
     "check_converse",
@@ -117,17 +139,25 @@ __all__ = [
     "check_messages_request",
     "check_mistral_request",
     "close",
+    "encode_frame",
     "error",
+    "error_frame",
+    "event_frame",
+    "exception_frame",
     "garbage",
     "gemini_context_exceeded",
     "gemini_error",
     "gemini_prompt_blocked",
     "gemini_rate_limited",
+    "gemini_response_chunks",
+    "gemini_stream_error",
+    "gemini_text_chunks",
     "gemini_unavailable",
     "hang",
     "mistral_capacity_exceeded",
     "mistral_context_too_large",
     "mistral_rate_limited",
+    "mistral_stream_events",
     "openai_context_length_exceeded",
     "openai_insufficient_quota",
     "openai_rate_limited",

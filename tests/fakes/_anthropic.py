@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ._anthropic_rules import check_messages_request
+from ._anthropic_stream import anthropic_message_events, anthropic_sse
 from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import _example
@@ -32,7 +33,8 @@ class AnthropicFake(FakeProvider):
     consume one scripted directive; the default reply is `"<name>: <last user text>"`
     with `end_turn`, or a `tool_use` of the tool `tool_choice` forces (`any`: the first).
     A `Success` directive's `finish_reason` is sent as the raw `stop_reason`
-    (`"refusal"`, `"max_tokens"`...).  `stream: true` is answered whole (for now).
+    (`"refusal"`, `"max_tokens"`...).  `stream: true` gets the same message as named SSE
+    events (`anthropic_message_events`, §3.7); script failures with `stream(anthropic_sse(...))`.
     """
 
     def __init__(
@@ -104,6 +106,14 @@ class AnthropicFake(FakeProvider):
             },
         }
         headers = (("request-id", f"req_{serial}"), *directive.headers)
+        if body.get("stream") is True:
+            chunks = tuple(anthropic_sse(event) for event in anthropic_message_events(message))
+            return Reply(
+                status=200,
+                headers=headers,
+                chunks=chunks,
+                content_type="text/event-stream; charset=utf-8",
+            )
         return json_reply(200, message, headers)
 
 

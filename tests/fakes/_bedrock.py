@@ -1,4 +1,5 @@
-"""`BedrockFake`: a strict Bedrock Runtime `Converse` (PROVIDERS.md §4), and its error builders."""
+"""`BedrockFake`: a strict Bedrock Runtime `Converse` and `ConverseStream` (PROVIDERS.md §4),
+and its error builders."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
@@ -18,11 +20,12 @@ from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from ._asgi import Receive, Reply, Scope, Send, json_reply
 from ._base import FakeProvider
 from ._bedrock_rules import check_converse
+from ._bedrock_stream import EVENT_STREAM, converse_stream_frames
 from ._chat_reply import plan_turn
 from ._recording import RecordedRequest
 from ._script import Error, Success, error
 
-_PATH: Final = re.compile(r"^/model/(?P<model>.+)/converse$")
+_PATH: Final = re.compile(r"^/model/(?P<model>.+)/(?P<operation>converse|converse-stream)$")
 _CREDENTIAL: Final = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
     r"(?P<service>[^/]+)/aws4_request, ?SignedHeaders=(?P<signed>[a-z0-9;-]+), ?"
@@ -47,7 +50,7 @@ _BAD_SIGNATURE: Final = (
 
 
 class BedrockFake(FakeProvider):
-    """Strict fake of Bedrock Runtime `POST /model/{modelId}/converse`, a raw ASGI app.
+    """Strict fake of Bedrock Runtime `POST /model/{modelId}/converse` (and `/converse-stream`).
 
         fake = BedrockFake(models=["anthropic.claude-3-5-haiku-20241022-v1:0"])
         async with serve_app(fake) as url:  # deployment api_base = url, region = fake.region
@@ -65,7 +68,9 @@ class BedrockFake(FakeProvider):
     Accepted requests consume one directive. The default reply says `"<name>: <last user
     text>"`, or calls the tool `toolChoice` forces (`any`: the first tool). A `Success`
     directive's `finish_reason` is taken as the Converse `stopReason` (`tool_calls` and
-    `stop` are mapped to `tool_use` and `end_turn`).
+    `stop` are mapped to `tool_use` and `end_turn`). On `/converse-stream` the same reply
+    comes as AWS event-stream frames (`converse_stream_frames`); script failures with
+    `bedrock_stream(...)` and the frame builders of `_bedrock_stream`.
     """
 
     def __init__(
@@ -158,17 +163,19 @@ class BedrockFake(FakeProvider):
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
             )
-        if not hmac.compare_digest(
-            self._signature(record, model_id, fields.groupdict()), fields["signature"]
-        ):
+        operation = record.path.rsplit("/", 1)[-1]
+        signature = self._signature(record, model_id, operation, fields.groupdict())
+        if not hmac.compare_digest(signature, fields["signature"]):
             return bedrock_reply("InvalidSignatureException", _BAD_SIGNATURE)
         return None
 
-    def _signature(self, record: RecordedRequest, model_id: str, fields: Mapping[str, str]) -> str:
+    def _signature(
+        self, record: RecordedRequest, model_id: str, operation: str, fields: Mapping[str, str]
+    ) -> str:
         """The signature AWS computes: over the path re-encoded from the decoded model id."""
         signed = fields["signed"].split(";")
         headers = {name: record.headers.get(name, "") for name in signed}
-        path = f"/model/{urllib.parse.quote(model_id, safe='')}/converse"
+        path = f"/model/{urllib.parse.quote(model_id, safe='')}/{operation}"
         request = AWSRequest(
             method=record.method, url=f"http://{record.headers.get('host', '')}{path}",
             data=record.body, headers=headers,
@@ -202,16 +209,21 @@ class BedrockFake(FakeProvider):
         stop = {"tool_calls": "tool_use", "stop": "end_turn", "length": "max_tokens"}
         said = (turn.content or "") + "".join(arguments for _, _, arguments in turn.tool_calls)
         prompt, completion = max(1, len(record.body) // 4), max(1, len(said) // 4)
+        stop_reason = stop.get(turn.finish_reason, turn.finish_reason)
+        usage = {"inputTokens": prompt, "outputTokens": completion,
+                 "totalTokens": prompt + completion, "cacheReadInputTokens": 0,
+                 "cacheWriteInputTokens": 0}  # fmt: skip
+        headers = (("x-amzn-requestid", _request_id(self.name, self._served)), *directive.headers)
+        if record.path.endswith("/converse-stream"):
+            ids = [block["toolUse"]["toolUseId"] for block in content if "toolUse" in block]
+            calls = tuple((i, n, a) for i, (_, n, a) in zip(ids, turn.tool_calls, strict=True))
+            frames = converse_stream_frames(replace(turn, tool_calls=calls), stop_reason, usage)
+            return Reply(status=200, headers=headers, chunks=frames, content_type=EVENT_STREAM)
         reply = {
             "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": stop.get(turn.finish_reason, turn.finish_reason),
-            "usage": {"inputTokens": prompt, "outputTokens": completion,
-                      "totalTokens": prompt + completion, "cacheReadInputTokens": 0,
-                      "cacheWriteInputTokens": 0},
-            "metrics": {"latencyMs": 1},
+            "stopReason": stop_reason, "usage": usage, "metrics": {"latencyMs": 1},
         }  # fmt: skip
-        request_id = _request_id(self.name, self._served)
-        return json_reply(200, reply, (("x-amzn-requestid", request_id), *directive.headers))
+        return json_reply(200, reply, headers)
 
 
 def bedrock_reply(error_type: str, message: str, status: int | None = None) -> Reply:

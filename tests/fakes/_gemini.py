@@ -1,4 +1,5 @@
-"""`GeminiFake`: a strict `:generateContent`, plus builders for Google RPC errors (§6)."""
+"""`GeminiFake`: a strict `:generateContent` and `:streamGenerateContent`, plus builders
+for Google RPC errors (§6)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import _example
 from ._gemini_rules import check_generate_request
+from ._gemini_stream import gemini_response_chunks
 from ._recording import RecordedRequest
-from ._script import Error, Success, error
+from ._script import Error, Success, error, sse
 
-GENERATE_PATH: Final = re.compile(r"^/(v1beta|v1)/models/([^/:]+):generateContent$")
+GENERATE_PATH: Final = re.compile(
+    r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent)$"
+)
 _NO_CALLER: Final = (
     "Method doesn't allow unregistered callers (callers without established identity)."
     " Please use API Key or other form of API consumer identity to call this API."
@@ -45,6 +49,8 @@ class GeminiFake(FakeProvider):
     `call_ids=True` (the Developer API usually mints none), and a `thoughtSignature` for
     `gemini-3*` models.  A `Success` directive's `finish_reason` is sent as the raw
     `finishReason` (`"SAFETY"`, `"MAX_TOKENS"`, `"MALFORMED_FUNCTION_CALL"`...).
+    `:streamGenerateContent` answers the same as `gemini_response_chunks` (§6.6): SSE `data:`
+    events with `?alt=sse`, else one JSON array; script failures with `stream(sse(...))`.
     """
 
     def __init__(
@@ -77,7 +83,7 @@ class GeminiFake(FakeProvider):
         if media_type != "application/json" or not isinstance(record.json, dict):
             message = "Invalid JSON payload received. Unexpected token."
             return json_reply(400, gemini_body(400, "INVALID_ARGUMENT", message))
-        version, model = route.groups()
+        version, model, _ = route.groups()
         invalid = check_generate_request(record.json, model=model)
         if invalid is not None:
             return json_reply(400, invalid.body())
@@ -118,6 +124,16 @@ class GeminiFake(FakeProvider):
             "modelVersion": model,
             "responseId": serial,
         }
+        if record.path.endswith(":streamGenerateContent"):
+            chunks = gemini_response_chunks(answer)
+            if record.query.get("alt") != "sse":
+                return json_reply(200, chunks, directive.headers)
+            return Reply(
+                status=200,
+                headers=directive.headers,
+                chunks=tuple(sse(chunk) for chunk in chunks),
+                content_type="text/event-stream",
+            )
         return json_reply(200, answer, directive.headers)
 
     def _parts(

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import msgspec
+
 from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import plan_turn
@@ -16,6 +18,8 @@ from ._script import Error, Success, error
 
 MISTRAL_CHAT_PATH: Final = "/v1/chat/completions"
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ENCODER: Final = msgspec.json.Encoder()
+_DONE: Final = b"data: [DONE]\n\n"
 
 
 class MistralFake(FakeProvider):
@@ -34,7 +38,9 @@ class MistralFake(FakeProvider):
     Accepted requests consume one directive. The default reply says `"<name>: <last user
     text>"`, or calls the tool `tool_choice` forces (`any`/`required`: the first tool),
     with a nine-alphanumeric call id. A `Success` directive's `finish_reason` is sent
-    as is (`model_length`, `error`...).
+    as is (`model_length`, `error`...). With `"stream": true` the reply is Mistral's SSE
+    (`mistral_stream_events`): text in pieces, every tool call whole in one chunk, and
+    usage beside the finish reason in the last chunk, then `data: [DONE]`.
     """
 
     def __init__(
@@ -86,16 +92,54 @@ class MistralFake(FakeProvider):
             ]  # fmt: skip
         said = (turn.content or "") + "".join(arguments for _, _, arguments in turn.tool_calls)
         prompt, completion = max(1, len(record.body) // 4), max(1, len(said) // 4)
-        reply = {
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                 "total_tokens": prompt + completion}  # fmt: skip
+        common = {
             "id": hashlib.sha256(f"{self.name}:{self._served}".encode()).hexdigest()[:32],
-            "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
+        }
+        if body.get("stream") is True:
+            events = mistral_stream_events(common, message, turn.finish_reason, usage)
+            chunks = (*(b"data: " + _ENCODER.encode(e) + b"\n\n" for e in events), _DONE)
+            return Reply(status=200, headers=directive.headers, chunks=chunks,
+                         content_type="text/event-stream; charset=utf-8")  # fmt: skip
+        reply = {
+            **common, "object": "chat.completion",
             "choices": [{"index": 0, "message": message, "finish_reason": turn.finish_reason}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
+            "usage": usage,
         }  # fmt: skip
         return json_reply(200, reply, directive.headers)
+
+
+def mistral_stream_events(
+    common: Mapping[str, Any],
+    message: Mapping[str, Any],
+    finish_reason: str,
+    usage: Mapping[str, int] | None,
+) -> list[dict[str, Any]]:
+    """Mistral's streamed chunks for an assistant `message` (§5.6): the role, the text in
+    halves, each tool call whole (no `type`, as the SDK's model allows) in one chunk, then
+    an empty delta with the finish reason and, beside it, the usage nobody asked for."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {**common, "object": "chat.completion.chunk", "choices": [choice]}
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    text = message.get("content") or ""
+    middle = len(text) // 2
+    events += [chunk({"content": part}) for part in (text[:middle], text[middle:]) if part]
+    calls = [
+        {"id": call["id"], "function": call["function"], "index": call["index"]}
+        for call in message.get("tool_calls", ())
+    ]
+    if calls:
+        events.append(chunk({"tool_calls": calls}))
+    last = chunk({"content": ""}, finish_reason)
+    if usage is not None:
+        last["usage"] = dict(usage)
+    return [*events, last]
 
 
 def mistral_rate_limited(*, retry_after: int | None = None) -> Error:

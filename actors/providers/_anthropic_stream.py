@@ -1,0 +1,252 @@
+"""Anthropic's streamed message (PROVIDERS.md §3.7) as OpenAI chunks.
+
+    Anthropic event                           OpenAI chunk
+    message_start (id, model, input usage) -> delta {role: "assistant", content: ""}
+    content_block_start text               -> delta.content (when the block starts with text)
+    content_block_start tool_use           -> delta.tool_calls [{index n, id, type, name, ""}]
+    content_block_delta text_delta         -> delta.content
+    content_block_delta input_json_delta   -> delta.tool_calls [{index n, arguments fragment}]
+    content_block_stop of a call with no arguments -> arguments "{}"
+    message_delta (stop_reason, usage)     -> finish_reason chunk, then a usage chunk
+                                              (`choices: []`)
+    message_stop                           -> the end (nothing after it is read)
+    ping, unknown events and delta types   -> nothing
+    error                                  -> ProviderError, classified like the same
+                                              error answered with a status
+
+Tool-call indexes count tool_use blocks only, in order of appearance. Chunks carry the
+message's id and model from message_start. A body that ends before message_stop is a
+cut stream (`server_error`) unless the message already ended with its stop_reason.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Final
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from .._chat import (
+    ChatCompletionChunk,
+    ChunkChoice,
+    ChunkDelta,
+    FunctionDelta,
+    ToolCallDelta,
+    Usage,
+)
+from .._exceptions import ErrorClass, ProviderError
+from ._anthropic_reply import (
+    FINISH_REASONS,
+    AnthropicUsage,
+    classify_anthropic_event,
+    openai_usage,
+)
+from ._base import excerpt
+from ._sse import ServerSentEvent, SSEDecoder
+
+
+class _Message(Struct, frozen=True):
+    id: str = ""
+    model: str = ""
+    usage: AnthropicUsage | None = None
+
+
+class _Block(Struct, frozen=True):
+    type: str = ""
+    text: str | None = None
+    id: str | None = None
+    name: str | None = None
+
+
+class _Delta(Struct, frozen=True):
+    # One struct for content_block_delta's and message_delta's `delta`.
+    type: str = ""
+    text: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _UsageDelta(Struct, frozen=True):
+    """`message_delta.usage`: cumulative counts; any of them may be present."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class _Event(Struct, frozen=True):
+    type: str = ""
+    message: _Message | None = None
+    index: int = 0
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _UsageDelta | None = None
+
+
+_event_decoder: Final = msgspec.json.Decoder(_Event)
+
+
+class AnthropicStreamParser:
+    """One Anthropic message stream; build a fresh parser per attempt."""
+
+    __slots__ = (
+        "_calls",
+        "_created",
+        "_finished",
+        "_id",
+        "_model",
+        "_role_sent",
+        "_sse",
+        "_stopped",
+        "_usage",
+        "_with_arguments",
+    )
+
+    def __init__(self, *, model: str, created: int | None = None) -> None:
+        self._sse = SSEDecoder()
+        self._id = f"msg_{uuid.uuid4().hex[:24]}"  # replaced by message_start's id
+        self._model = model
+        self._created = int(time.time()) if created is None else created
+        self._usage = AnthropicUsage()
+        self._calls: dict[int, int] = {}
+        """Content block index -> OpenAI tool-call index."""
+        self._with_arguments: set[int] = set()
+        """Tool-call indexes that received a non-empty arguments fragment."""
+        self._role_sent = False
+        self._finished = False
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "finished" if self._finished else "streaming"
+        return f"<AnthropicStreamParser {self._id} {state} [tool calls {len(self._calls)}]>"
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        return self._chunks(self._sse.feed(data))
+
+    def close(self) -> list[ChatCompletionChunk]:
+        chunks = self._chunks(self._sse.close())
+        if not (self._stopped or self._finished):
+            raise ProviderError(
+                ErrorClass.SERVER_ERROR, "anthropic stream ended before message_stop", status=200
+            )
+        return chunks
+
+    def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
+        try:
+            for event in events:
+                if not self._stopped:
+                    self._event(event, out)
+        except ProviderError as exc:
+            exc.partial = tuple(out)  # delivered before the error
+            raise
+        return out
+
+    def _event(self, sse: ServerSentEvent, out: list[ChatCompletionChunk]) -> None:
+        raw = sse.data.encode()
+        if not raw.strip():
+            return
+        try:
+            event = _event_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProviderError(
+                ErrorClass.SERVER_ERROR,
+                f"invalid anthropic stream event ({exc}): {excerpt(raw)}",
+                status=200,
+            ) from None
+        match event.type or sse.event:
+            case "message_start":
+                message = event.message or _Message()
+                self._id = message.id or self._id
+                self._model = message.model or self._model
+                self._usage = message.usage or self._usage
+                out.append(self._chunk(ChunkDelta(content="")))
+            case "content_block_start":
+                self._block_start(event.index, event.content_block or _Block(), out)
+            case "content_block_delta":
+                self._block_delta(event.index, event.delta or _Delta(), out)
+            case "content_block_stop":
+                call = self._calls.get(event.index)
+                if call is not None and call not in self._with_arguments:
+                    # A call without input streams no fragment; OpenAI's form is "{}".
+                    out.append(self._call_chunk(ToolCallDelta(index=call, function=_args("{}"))))
+            case "message_delta":
+                self._message_delta(event, out)
+            case "message_stop":
+                self._stopped = True
+            case "error":
+                raise classify_anthropic_event(raw)
+            case _:
+                pass  # ping, and event types added after this was written
+
+    def _block_start(self, index: int, block: _Block, out: list[ChatCompletionChunk]) -> None:
+        if block.type == "text" and block.text:
+            out.append(self._chunk(ChunkDelta(content=block.text)))
+        elif block.type == "tool_use":
+            if not block.id or not block.name:
+                raise ProviderError(
+                    ErrorClass.SERVER_ERROR,
+                    f"anthropic stream: tool_use block {index} without id or name",
+                    status=200,
+                )
+            call = self._calls[index] = len(self._calls)
+            head = ToolCallDelta(
+                index=call,
+                id=block.id,
+                type="function",
+                function=FunctionDelta(name=block.name, arguments=""),
+            )
+            out.append(self._call_chunk(head))
+
+    def _block_delta(self, index: int, delta: _Delta, out: list[ChatCompletionChunk]) -> None:
+        if delta.type == "text_delta" and delta.text:
+            out.append(self._chunk(ChunkDelta(content=delta.text)))
+        elif delta.type == "input_json_delta" and delta.partial_json:
+            call = self._calls.get(index)
+            if call is None:
+                raise ProviderError(
+                    ErrorClass.SERVER_ERROR,
+                    f"anthropic stream: input_json_delta for block {index}, not a tool_use",
+                    status=200,
+                )
+            self._with_arguments.add(call)
+            fragment = ToolCallDelta(index=call, function=_args(delta.partial_json))
+            out.append(self._call_chunk(fragment))
+        # thinking_delta, signature_delta, citations_delta...: not part of the answer
+
+    def _message_delta(self, event: _Event, out: list[ChatCompletionChunk]) -> None:
+        if event.usage is not None:
+            counts = {
+                name: value
+                for name in _UsageDelta.__struct_fields__
+                if (value := getattr(event.usage, name)) is not None
+            }
+            self._usage = msgspec.structs.replace(self._usage, **counts)
+        reason = event.delta.stop_reason if event.delta is not None else None
+        if reason is not None and not self._finished:
+            self._finished = True
+            out.append(self._chunk(ChunkDelta(), FINISH_REASONS.get(reason, "stop")))
+            out.append(self._make((), openai_usage(self._usage)))
+
+    def _call_chunk(self, call: ToolCallDelta) -> ChatCompletionChunk:
+        return self._chunk(ChunkDelta(tool_calls=(call,)))
+
+    def _chunk(self, delta: ChunkDelta, finish: str | None = None) -> ChatCompletionChunk:
+        if not self._role_sent:  # the first chunk says who speaks, as OpenAI's does
+            self._role_sent = True
+            delta = msgspec.structs.replace(delta, role="assistant")
+        return self._make((ChunkChoice(delta=delta, finish_reason=finish),))
+
+    def _make(
+        self, choices: tuple[ChunkChoice, ...], usage: Usage | UnsetType = UNSET
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self._id, created=self._created, model=self._model, choices=choices, usage=usage
+        )
+
+
+def _args(fragment: str) -> FunctionDelta:
+    return FunctionDelta(arguments=fragment)

@@ -1,0 +1,253 @@
+"""ConverseStream (PROVIDERS.md §4.7): AWS event-stream frames to OpenAI chunks.
+
+The body is binary AWS event-stream framing, never SSE. botocore's
+`EventStreamBuffer` cuts it into messages and checks both CRCs (the framing is
+never decoded by hand); botocore is the optional `bedrock` extra, imported when
+the first parser is made. Each event frame's JSON payload maps to chunks:
+
+    messageStart               a chunk with delta.role "assistant"
+    contentBlockStart toolUse  a tool call's first fragment: index, id, type, name
+    contentBlockDelta text     delta.content
+    contentBlockDelta toolUse  the next fragment of that call's arguments
+    messageStop                finish_reason, mapped as Converse's stopReason (§8.2)
+    metadata                   a usage chunk with `choices: []`
+
+Tool calls are numbered 0..n-1 in order of appearance, whatever their
+contentBlockIndex. Reasoning, citation and other blocks have no OpenAI field
+and are left out, as in `parse_converse`. An exception frame
+(`throttlingException`, `modelStreamErrorException`...) raises the
+`ProviderError` the HTTP error of the same exception would; a protocol error
+frame, a bad frame or payload, and a body that ends before `messageStop` raise
+`server_error`.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import struct
+import time
+from typing import Any, Final, TypeVar
+
+import msgspec
+from msgspec import Struct
+
+from .._chat import ChatCompletionChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
+from .._exceptions import ErrorClass, ProviderError
+from ._base import excerpt
+from ._bedrock_reply import (
+    TokenUsage,
+    classify_stream_exception,
+    finish_reason,
+    openai_usage,
+    stream_error,
+)
+
+
+class _ToolUseStart(Struct, rename="camel"):
+    tool_use_id: str
+    name: str
+
+
+class _Start(Struct, rename="camel"):
+    tool_use: _ToolUseStart | None = None
+
+
+class _BlockStart(Struct, rename="camel"):
+    start: _Start
+    content_block_index: int = 0
+
+
+class _ToolUseDelta(Struct):
+    input: str = ""
+
+
+class _Delta(Struct, rename="camel"):
+    text: str | None = None
+    tool_use: _ToolUseDelta | None = None
+
+
+class _BlockDelta(Struct, rename="camel"):
+    delta: _Delta
+    content_block_index: int = 0
+
+
+class _MessageStop(Struct, rename="camel"):
+    stop_reason: str
+
+
+class _Metadata(Struct):
+    usage: TokenUsage | None = None
+
+
+_T = TypeVar("_T")
+_block_start: Final = msgspec.json.Decoder(_BlockStart)
+_block_delta: Final = msgspec.json.Decoder(_BlockDelta)
+_message_stop: Final = msgspec.json.Decoder(_MessageStop)
+_metadata: Final = msgspec.json.Decoder(_Metadata)
+
+
+class ConverseStreamParser:
+    """Translates one ConverseStream body; `stream_id` and `created` are minted unless given."""
+
+    __slots__ = ("_buffer", "_calls", "_created", "_id", "_model", "_pending", "_role", "_stop")
+
+    def __init__(
+        self, *, model: str, stream_id: str | None = None, created: int | None = None
+    ) -> None:
+        buffer_class, _ = _eventstream()
+        self._buffer: Any = buffer_class()
+        self._pending = 0  # bytes fed but not yet part of a whole frame
+        self._model = model
+        self._id = stream_id or f"chatcmpl-{secrets.token_hex(12)}"
+        self._created = int(time.time()) if created is None else created
+        self._calls: dict[int, int] = {}  # contentBlockIndex -> tool_calls index
+        self._role = False  # delta.role sent
+        self._stop: str | None = None  # the finish_reason, once messageStop came
+
+    def __repr__(self) -> str:
+        state = f"stopped {self._stop}" if self._stop else "open"
+        return (
+            f"<ConverseStreamParser {self._id} [{state} | tool calls {len(self._calls)}"
+            f" | pending {self._pending} bytes]>"
+        )
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        self._buffer.add_data(data)
+        self._pending += len(data)
+        out: list[ChatCompletionChunk] = []
+        frame_errors = _eventstream()[1]
+        while True:
+            try:
+                message = next(self._buffer, None)
+            except frame_errors as exc:
+                raise ProviderError(
+                    ErrorClass.SERVER_ERROR,
+                    f"bedrock: invalid event-stream frame ({type(exc).__name__}: {exc})",
+                    status=200,
+                    partial=tuple(out),
+                ) from None
+            if message is None:
+                return out
+            self._pending -= message.prelude.total_length
+            try:
+                self._message(message.headers, message.payload, out)
+            except ProviderError as exc:
+                exc.partial = tuple(out)  # delivered before the error
+                raise
+
+    def close(self) -> list[ChatCompletionChunk]:
+        if self._stop is None:
+            cut = f" inside a frame ({self._pending} bytes)" if self._pending else ""
+            raise ProviderError(
+                ErrorClass.SERVER_ERROR,
+                f"bedrock: stream ended before messageStop{cut}",
+                status=200,
+            )
+        return []  # a frame cut after messageStop loses only the usage
+
+    def _message(
+        self, headers: dict[str, Any], payload: bytes, out: list[ChatCompletionChunk]
+    ) -> None:
+        kind = headers.get(":message-type")
+        if kind == "exception":
+            raise classify_stream_exception(str(headers.get(":exception-type", "")), payload)
+        if kind == "error":
+            code = str(headers.get(":error-code") or "streamError")
+            raise stream_error(code, str(headers.get(":error-message") or ""), 500)
+        if kind != "event":
+            return  # no other message type is defined; skip rather than guess
+        event = headers.get(":event-type")
+        if event == "messageStart":
+            if not self._role:
+                out.append(self._chunk(ChunkDelta(content="")))
+        elif event == "contentBlockStart":
+            start = _decode(_block_start, payload, event)
+            tool = start.start.tool_use
+            if tool is not None:
+                index = self._calls[start.content_block_index] = len(self._calls)
+                head = ToolCallDelta(
+                    index=index,
+                    id=tool.tool_use_id,
+                    type="function",
+                    function=FunctionDelta(name=tool.name, arguments=""),
+                )
+                out.append(self._chunk(ChunkDelta(tool_calls=(head,))))
+        elif event == "contentBlockDelta":
+            self._delta(_decode(_block_delta, payload, event), out)
+        elif event == "messageStop":
+            stop = _decode(_message_stop, payload, event)
+            self._stop = finish_reason(stop.stop_reason)  # malformed output raises
+            out.append(self._chunk(ChunkDelta(), self._stop))
+        elif event == "metadata":
+            usage = _decode(_metadata, payload, event).usage
+            if usage is not None:
+                out.append(self._usage_chunk(usage))
+        # contentBlockStop, and events added to the API later, carry nothing to send.
+
+    def _delta(self, event: _BlockDelta, out: list[ChatCompletionChunk]) -> None:
+        delta = event.delta
+        if delta.text:
+            out.append(self._chunk(ChunkDelta(content=delta.text)))
+        elif delta.tool_use is not None and delta.tool_use.input:
+            index = self._calls.get(event.content_block_index)
+            if index is None:
+                raise ProviderError(
+                    ErrorClass.SERVER_ERROR,
+                    f"bedrock: toolUse delta for block {event.content_block_index}"
+                    " without its contentBlockStart",
+                    status=200,
+                )
+            fragment = ToolCallDelta(
+                index=index, function=FunctionDelta(arguments=delta.tool_use.input)
+            )
+            out.append(self._chunk(ChunkDelta(tool_calls=(fragment,))))
+
+    def _chunk(self, delta: ChunkDelta, finish: str | None = None) -> ChatCompletionChunk:
+        if not self._role:  # the first chunk says who speaks, even without messageStart
+            self._role = True
+            delta = msgspec.structs.replace(delta, role="assistant")
+        return ChatCompletionChunk(
+            id=self._id,
+            created=self._created,
+            model=self._model,
+            choices=(ChunkChoice(index=0, delta=delta, finish_reason=finish),),
+        )
+
+    def _usage_chunk(self, usage: TokenUsage) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self._id,
+            created=self._created,
+            model=self._model,
+            choices=(),
+            usage=openai_usage(usage),
+        )
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes, event: str) -> _T:
+    try:
+        return decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProviderError(
+            ErrorClass.SERVER_ERROR,
+            f"bedrock: invalid {event} event ({exc}): {excerpt(payload)}",
+            status=200,
+        ) from None
+
+
+@functools.cache
+def _eventstream() -> tuple[Any, tuple[type[Exception], ...]]:
+    """botocore's `EventStreamBuffer`, and the errors a bad frame raises in it."""
+    try:
+        from botocore.eventstream import (  # type: ignore[import-untyped]
+            EventStreamBuffer,
+            ParserError,
+        )
+    except ImportError:
+        raise ProviderError(
+            ErrorClass.BAD_REQUEST,
+            "bedrock: streaming needs botocore to decode AWS event-stream frames"
+            " (pip install 'llm-dispatcher[bedrock]')",
+        ) from None
+    # Past the CRC checks, a malformed header still fails in botocore's unpacking.
+    return EventStreamBuffer, (ParserError, struct.error, KeyError, ValueError)

@@ -1,0 +1,197 @@
+"""Gemini's streamGenerateContent?alt=sse (PROVIDERS.md §6.6) as OpenAI chunks.
+
+Each `data:` event is a whole GenerateContentResponse holding the next parts:
+
+    Gemini                                    OpenAI chunk
+    candidates[i] text parts             ->   choices[i].delta.content (thoughts skipped)
+    candidates[i] functionCall part      ->   choices[i].delta.tool_calls: ONE fragment with
+                                              id, type, name and the JSON-encoded args
+    finishReason (last event)            ->   a chunk with finish_reason, mapped as for
+                                              whole answers (STOP + calls -> tool_calls)
+    MALFORMED_FUNCTION_CALL, ...         ->   ProviderError server_error
+    promptFeedback.blockReason           ->   finish_reason content_filter
+    usageMetadata (cumulative)           ->   a usage chunk (`choices: []`) at the end
+    {"error": {...}}                     ->   ProviderError, classified like the same
+                                              error answered with its status
+
+There is no [DONE]: the body's end is the stream's end, and a body that ends before
+every candidate has its finishReason was cut (`server_error`). Chunks carry the
+`responseId` as their id (or a digest of the first event, stable per stream) and
+`modelVersion` as their model. Gemini mints no call ids: missing ones are derived from
+the response id, so they are stable too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from .._chat import (
+    ChatCompletionChunk,
+    ChunkChoice,
+    ChunkDelta,
+    FunctionDelta,
+    ToolCallDelta,
+    Usage,
+)
+from .._exceptions import ErrorClass, ProviderError
+from ._base import excerpt
+from ._gemini_reply import (
+    GeminiCall,
+    StreamEvent,
+    UsageMetadata,
+    check_finish,
+    classify_gemini_error,
+    openai_finish,
+    openai_usage,
+)
+from ._sse import ServerSentEvent, SSEDecoder
+from ._toolids import universal_id
+
+_event_decoder: Final = msgspec.json.Decoder(StreamEvent)
+
+
+class GeminiStreamParser:
+    """One streamGenerateContent answer; build a fresh parser per attempt."""
+
+    __slots__ = (
+        "_calls",
+        "_created",
+        "_finished",
+        "_id",
+        "_model",
+        "_sse",
+        "_started",
+        "_usage",
+    )
+
+    def __init__(self, *, model: str, created: int | None = None) -> None:
+        self._sse = SSEDecoder()
+        self._id: str | None = None
+        self._model = model
+        self._created = int(time.time()) if created is None else created
+        self._usage: UsageMetadata | None = None
+        self._calls: dict[int, int] = {}
+        """Candidate index -> tool calls streamed so far."""
+        self._started: set[int] = set()
+        """Candidates that have streamed a chunk (their first one carried the role)."""
+        self._finished: set[int] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"<GeminiStreamParser {self._id or '?'} [candidates {len(self._started)} |"
+            f" finished {len(self._finished)} | tool calls {sum(self._calls.values())}]>"
+        )
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        return self._chunks(self._sse.feed(data))
+
+    def close(self) -> list[ChatCompletionChunk]:
+        chunks = self._chunks(self._sse.close())
+        if not self._finished or self._started - self._finished:
+            raise ProviderError(
+                ErrorClass.SERVER_ERROR, "gemini stream ended before its finishReason", status=200
+            )
+        if self._usage is not None:
+            chunks.append(self._make((), openai_usage(self._usage)))
+        return chunks
+
+    def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
+        try:
+            for event in events:
+                self._event(event.data.encode(), out)
+        except ProviderError as exc:
+            exc.partial = tuple(out)  # delivered before the error
+            raise
+        return out
+
+    def _event(self, raw: bytes, out: list[ChatCompletionChunk]) -> None:
+        if not raw.strip():
+            return
+        try:
+            event = _event_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProviderError(
+                ErrorClass.SERVER_ERROR,
+                f"invalid gemini stream event ({exc}): {excerpt(raw)}",
+                status=200,
+            ) from None
+        if event.error is not None:
+            found = classify_gemini_error(event.error.code or 500, {}, raw)
+            raise ProviderError(
+                found.error,
+                f"in-stream error {found.message}"[:500],
+                retry_after=found.retry_after,
+                retryable=found.retryable,
+            )
+        if self._id is None:
+            self._id = event.response_id or hashlib.blake2b(raw, digest_size=12).hexdigest()
+            self._model = event.model_version or self._model
+        if event.usage_metadata is not None:
+            self._usage = event.usage_metadata
+        content: list[ChunkChoice] = []
+        finishes: list[ChunkChoice] = []
+        for position, candidate in enumerate(event.candidates):
+            index = position if candidate.index is None else candidate.index
+            if index in self._finished:
+                continue
+            check_finish(candidate, 200)
+            texts: list[str] = []
+            calls: list[ToolCallDelta] = []
+            for part in candidate.content.parts if candidate.content is not None else ():
+                if part.function_call is not None:
+                    calls.append(self._call(index, part.function_call))
+                elif part.text and not part.thought:  # thought summaries are not the answer
+                    texts.append(part.text)
+            if texts or calls:
+                delta = ChunkDelta(
+                    content="".join(texts) if texts else UNSET,
+                    tool_calls=tuple(calls) if calls else UNSET,
+                )
+                content.append(self._choice(index, delta))
+            if candidate.finish_reason:
+                finish = openai_finish(candidate.finish_reason, calls=index in self._calls)
+                finishes.append(self._choice(index, ChunkDelta(), finish))
+                self._finished.add(index)
+        blocked = event.prompt_feedback and event.prompt_feedback.block_reason
+        if blocked and not event.candidates and not self._started:
+            # The prompt itself was blocked (§6.4): a normal answer, filtered.
+            finishes.append(self._choice(0, ChunkDelta(), "content_filter"))
+            self._finished.add(0)
+        for choices in (content, finishes):
+            if choices:
+                out.append(self._make(tuple(choices)))
+
+    def _call(self, index: int, call: GeminiCall) -> ToolCallDelta:
+        number = self._calls.get(index, 0)
+        self._calls[index] = number + 1
+        call_id = call.id or universal_id(f"{self._id}:{index}:{number}:{call.name}")
+        arguments = msgspec.json.encode(call.args or {}).decode()
+        return ToolCallDelta(
+            index=number,
+            id=call_id,
+            type="function",
+            function=FunctionDelta(name=call.name, arguments=arguments),
+        )
+
+    def _choice(self, index: int, delta: ChunkDelta, finish: str | None = None) -> ChunkChoice:
+        if index not in self._started:  # each choice's first delta says who speaks
+            self._started.add(index)
+            delta = msgspec.structs.replace(delta, role="assistant")
+        return ChunkChoice(index=index, delta=delta, finish_reason=finish)
+
+    def _make(
+        self, choices: tuple[ChunkChoice, ...], usage: Usage | UnsetType = UNSET
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self._id or "",
+            created=self._created,
+            model=self._model,
+            choices=choices,
+            usage=usage,
+        )
