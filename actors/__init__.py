@@ -34,7 +34,7 @@ from ._exceptions import (
     Unsupported,
 )
 from ._limits import Breaker, BreakerState, RateLimiter, TokenBucket
-from ._messages import Attempt, Failure, Outcome, Reply, Success
+from ._messages import Attempt, ChunkBatch, Failure, Outcome, Reply, Success
 
 __all__ = [
     "AssistantMessage",
@@ -46,6 +46,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatRequest",
     "Choice",
+    "ChunkBatch",
     "CoolingDown",
     "DeploymentActor",
     "DeploymentStatistics",

@@ -1,4 +1,4 @@
-"""The deployment actor: a bounded inbox, a pool of workers, one HTTP client.
+"""The deployment actor: a bounded inbox, a pool of workers, one HTTP transport.
 
 `submit` is synchronous: it checks the breaker, reserves rpm/tpm and puts the
 attempt in the inbox without awaiting, so admission decisions cannot
@@ -275,21 +275,24 @@ class DeploymentActor:
             async for piece in upstream.pieces(response):
                 scope.deadline = budget_end
                 try:
-                    parsed = parser.feed(piece)
+                    batch = tuple(parser.feed(piece))
                 except ProviderError as exc:
-                    for chunk in exc.partial:
-                        await chunks.send(chunk)  # type: ignore[arg-type]
+                    if exc.partial:
+                        await chunks.send(exc.partial)  # type: ignore[arg-type]
                     raise
-                for chunk in parsed:
-                    usage = chunk.usage or usage
-                    started = started or chunk.has_content()
-                    await chunks.send(chunk)
+                if batch:
+                    for chunk in batch:
+                        usage = chunk.usage or usage
+                        started = started or chunk.has_content()
+                    # One message per upstream read, however many chunks it held.
+                    await chunks.send(batch)
                 wait = spec.idle_timeout_s if started else spec.first_token_timeout_s
                 scope.deadline = min(budget_end, anyio.current_time() + wait)
             scope.deadline = budget_end
-            for chunk in parser.close():
-                usage = chunk.usage or usage
-                await chunks.send(chunk)
+            batch = tuple(parser.close())
+            if batch:
+                usage = next((c.usage for c in reversed(batch) if c.usage), usage)
+                await chunks.send(batch)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             # The supervisor stopped reading (client gone): stop the upstream read too.
             scope.cancel()

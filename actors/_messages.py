@@ -40,6 +40,8 @@ class Failure(Struct, frozen=True, kw_only=True):
 
 
 Outcome = Success | Failure
+ChunkBatch = tuple[ChatCompletionChunk, ...]
+"""The chunks one upstream read completed, sent to the supervisor as one message."""
 
 
 class Reply:
@@ -87,6 +89,7 @@ class Attempt(Struct, frozen=True, kw_only=True):
     tokens: int
     """Estimated prompt tokens, reserved against the deployment's tpm."""
     reply: Reply
-    chunks: MemoryObjectSendStream[ChatCompletionChunk] | None = None
-    """For a streamed request: where the actor sends chunks (bounded, so a slow client
+    chunks: MemoryObjectSendStream[ChunkBatch] | None = None
+    """For a streamed request: where the actor sends chunks, a batch per upstream read
+    (bounded, so a slow client
     slows the upstream read instead of growing a buffer). Closed when the attempt ends."""

@@ -161,8 +161,8 @@ async def _stream(stream: ChunkStream, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         async with anyio.create_task_group() as tg:
             tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-            async for chunk in stream:
-                body = b"data: " + encoder.encode(chunk) + b"\n\n"
+            async for batch in stream.batches():
+                body = b"".join([b"data: " + encoder.encode(chunk) + b"\n\n" for chunk in batch])
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
             tg.cancel_scope.cancel()

@@ -10,13 +10,13 @@ silently. Closing the stream early (client gone) cancels the upstream call.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from actors import ChatCompletionChunk, Failure, Outcome, Reply
+from actors import ChatCompletionChunk, ChunkBatch, Failure, Outcome, Reply
 
 
 class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,7 +40,7 @@ class ChunkStream:
         deployment: str,
         attempts: int,
         first: list[ChatCompletionChunk],
-        receive: MemoryObjectReceiveStream[ChatCompletionChunk] | None,
+        receive: MemoryObjectReceiveStream[ChunkBatch] | None,
         reply: Reply,
         include_usage: bool,
         finish: Callable[[Outcome | None], None],
@@ -55,33 +55,40 @@ class ChunkStream:
         self._include_usage = include_usage
         self._finish = finish
         self._finished = False
+        self._last: ChatCompletionChunk | None = None
 
-    async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk | ErrorChunk]:
-        last: ChatCompletionChunk | None = None
-        for chunk in self._first:
-            kept = self._visible(chunk)
-            if kept is not None:
-                last = kept
-                yield kept
+    async def batches(self) -> AsyncIterator[list[ChatCompletionChunk | ErrorChunk]]:
+        """The chunks as they come, a batch per upstream read; an error chunk ends a failure."""
+        first = self._visible(self._first)
+        if first:
+            yield first
         if self._receive is not None:
             async with self._receive:
-                async for chunk in self._receive:
-                    kept = self._visible(chunk)
-                    if kept is not None:
-                        last = kept
-                        yield kept
+                async for batch in self._receive:
+                    visible = self._visible(batch)
+                    if visible:
+                        yield visible
         outcome = await self._reply.wait()
         self._close(outcome)
         if isinstance(outcome, Failure):
-            yield _error_chunk(outcome, last, self.deployment)
+            yield [_error_chunk(outcome, self._last, self.deployment)]
 
-    def _visible(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk | None:
+    def _visible(
+        self, batch: Sequence[ChatCompletionChunk]
+    ) -> list[ChatCompletionChunk | ErrorChunk]:
         """Chunks as the client asked for them: usage only with include_usage."""
-        if self._include_usage or not chunk.usage:
-            return chunk if chunk.choices or chunk.usage else None
-        if not chunk.choices:
-            return None
-        return msgspec.structs.replace(chunk, usage=msgspec.UNSET)
+        visible: list[ChatCompletionChunk | ErrorChunk] = []
+        for chunk in batch:
+            if self._include_usage or not chunk.usage:
+                if chunk.choices or chunk.usage:
+                    visible.append(chunk)
+            elif chunk.choices:
+                visible.append(msgspec.structs.replace(chunk, usage=msgspec.UNSET))
+        if visible:
+            last = visible[-1]
+            if isinstance(last, ChatCompletionChunk):
+                self._last = last
+        return visible
 
     def close(self) -> None:
         """Stop early (client gone): the upstream call is cancelled. Idempotent."""

@@ -25,6 +25,7 @@ from actors import (
     ChatCall,
     ChatCompletion,
     ChatCompletionChunk,
+    ChunkBatch,
     DeploymentActor,
     ErrorClass,
     Failure,
@@ -54,7 +55,7 @@ from ._streaming import ChunkStream
 logger = logging.getLogger("dispatcher.supervisor")
 
 STREAM_BUFFER: Final = 32
-"""Chunks an actor may get ahead of the client before its upstream read waits."""
+"""Upstream reads (chunk batches) an actor may get ahead of the client before it waits."""
 MAX_INLINE_RETRY_WAIT_S: Final = 5.0
 """A longer Retry-After sends the request to the next candidate instead of waiting."""
 
@@ -278,7 +279,7 @@ class Supervisor:
         self, actor: DeploymentActor, attempt: Attempt, context: _StreamContext
     ) -> Outcome | ChunkStream | Unavailable:
         """One streamed attempt: a `ChunkStream` once content flows, else its outcome."""
-        send, receive = anyio.create_memory_object_stream[ChatCompletionChunk](STREAM_BUFFER)
+        send, receive = anyio.create_memory_object_stream[ChunkBatch](STREAM_BUFFER)
         attempt = msgspec.structs.replace(attempt, chunks=send)
         reply = attempt.reply
         try:
@@ -293,9 +294,9 @@ class Supervisor:
         wait = attempt.deadline - started if queued else math.inf
         try:
             with anyio.move_on_after(wait) as scope:
-                async for chunk in receive:
-                    first.append(chunk)
-                    if chunk.has_content():
+                async for batch in receive:
+                    first.extend(batch)
+                    if any(chunk.has_content() for chunk in batch):
                         self.metrics.first_token(context.group, actor.name, monotonic() - started)
                         return self._committed(actor, context, first, receive, reply)
         except BaseException:
@@ -317,7 +318,7 @@ class Supervisor:
         actor: DeploymentActor,
         context: _StreamContext,
         first: list[ChatCompletionChunk],
-        receive: MemoryObjectReceiveStream[ChatCompletionChunk] | None,
+        receive: MemoryObjectReceiveStream[ChunkBatch] | None,
         reply: Reply,
     ) -> ChunkStream:
         metrics, group, call = self.metrics, context.group, context.call
