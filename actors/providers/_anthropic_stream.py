@@ -146,7 +146,7 @@ class AnthropicStreamParser:
         return out
 
     def _event(self, sse: ServerSentEvent, out: list[ChatCompletionChunk]) -> None:
-        raw = sse.data.encode()
+        raw = sse.data
         if not raw.strip():
             return
         try:

@@ -104,7 +104,7 @@ class GeminiStreamParser:
         out: list[ChatCompletionChunk] = []
         try:
             for event in events:
-                self._event(event.data.encode(), out)
+                self._event(event.data, out)
         except ProviderError as exc:
             exc.partial = tuple(out)  # delivered before the error
             raise

@@ -162,11 +162,11 @@ class MistralStreamParser:
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []
         for event in events:
-            if event.data == "[DONE]":
+            if event.data == b"[DONE]":
                 self._done = True
             elif event.data and not self._done:
                 try:
-                    self._translate(event.data.encode(), out)
+                    self._translate(event.data, out)
                 except ProviderError as exc:
                     exc.partial = tuple(out)  # delivered before the error
                     raise

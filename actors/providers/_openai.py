@@ -223,13 +223,12 @@ class OpenAIStreamParser:
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []
         for event in events:
-            data = event.data
-            if data == "[DONE]":
+            raw = event.data
+            if raw == b"[DONE]":
                 self._done = True
                 continue
-            if not data or self._done:
+            if not raw or self._done:
                 continue
-            raw = data.encode()
             if b'"error"' in raw:
                 _raise_in_band(raw, out)
             try:
