@@ -1,10 +1,21 @@
-"""`python -m bench` (`make bench`): one run of every target at every upstream delay.
+"""`python -m bench` (`make bench`): one run of every target at every upstream delay, then the
+streaming case.
 
-For each upstream delay (0 ms, then 50 ms) a fresh fake upstream is started; then each target
-in turn (direct, the three minimal relays, the daemon) is started, warmed with one request,
-loaded at each concurrency (1, 16, 64) and stopped. The target under test is pinned to one core,
-the upstream and the load generator to the other, so that they never compete with it.
-A target that cannot start (the daemon before it lands) gets "not available (<why>)" rows.
+Plain phase: for each upstream delay (0 ms, then 50 ms) a fresh fake upstream is started; then
+each target in turn (direct, the three minimal relays, the daemon) is started, warmed with one
+request, loaded at each concurrency (1, 16, 64) and stopped.
+
+Stream phase: one more fresh upstream at 0 ms, and direct, relay-aiohttp and the daemon (any
+target named with --only) loaded at c=16 with `"stream": true` requests; the upstream answers
+each with 50 chat.completion.chunk events then `data: [DONE]`. Per target: streams/s, chunks/s,
+time to the first token (TTFT: request sent -> arrival of the first event whose
+choices[0].delta.content is non-empty) and the whole stream's time; then chunks/s against the
+minimal aiohttp relay's and the TTFT added to direct's. `--stream` runs only this phase,
+`--no-stream` skips it.
+
+The target under test is pinned to one core, the upstream and the load generator to the other,
+so that they never compete with it. A target that cannot start (the daemon before it lands)
+gets "not available (<why>)" rows.
 """
 
 from __future__ import annotations
@@ -23,11 +34,14 @@ from pathlib import Path
 from bench.measure import Row, Timing, run_load
 from bench.procs import NotReady
 from bench.report import (
+    REFERENCE_RELAY,
     Check,
     Memory,
     evaluate,
+    evaluate_stream,
     format_cores,
     format_ratios,
+    format_stream_table,
     format_table,
     write_json,
 )
@@ -39,8 +53,10 @@ from bench.targets import (
     start_target,
     start_upstream,
 )
+from bench.upstream import STREAM_CHUNKS
 
 RESULTS = Path(__file__).resolve().parent / "results"
+STREAM_TARGETS = ("direct", REFERENCE_RELAY, "daemon")  # the stream phase's, without --only
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,20 +68,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         default="",
         help="comma-separated targets: direct, relay (all three), daemon, or one of "
-        + ", ".join(RELAYS),
+        + ", ".join(RELAYS)
+        + f" (both phases; without it the stream phase runs {', '.join(STREAM_TARGETS)})",
     )
-    parser.add_argument("--delays", default="0,50", help="upstream delays in ms")
-    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--delays", default="0,50", help="upstream delays in ms (plain phase)")
+    parser.add_argument("--concurrency", default="1,16,64", help="plain phase")
     parser.add_argument("--loadgen-procs", type=int, default=1, help="load generator processes")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to cores")
-    parser.add_argument("--stream", action="store_true", help='requests with "stream": true')
+    phases = parser.add_mutually_exclusive_group()
+    phases.add_argument(
+        "--stream", action="store_true", help='only the stream phase ("stream": true requests)'
+    )
+    phases.add_argument("--no-stream", action="store_true", help="skip the stream phase")
+    parser.add_argument(
+        "--stream-duration", type=float, help="seconds measured per stream row (default 3)"
+    )
+    parser.add_argument("--stream-concurrency", default="16", help="stream phase")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     return parser.parse_args(argv)
 
 
-def select_targets(only: str) -> list[str]:
+def select_targets(only: str, default: tuple[str, ...] = ALL_TARGETS) -> list[str]:
     if not only:
-        return list(ALL_TARGETS)
+        return list(default)
     wanted: set[str] = set()
     for name in (n.strip() for n in only.split(",") if n.strip()):
         if name == "relay":
@@ -93,63 +118,90 @@ class Outcome:
     """What one run collected, in the order it was measured."""
 
     rows: list[Row] = field(default_factory=list)
+    stream_rows: list[Row] = field(default_factory=list)
+    # (idle, peak) kB per start of a target, plain phase; the stream phase's apart
     rss: dict[str, list[tuple[int | None, int | None]]] = field(default_factory=dict)
+    stream_rss: dict[str, list[tuple[int | None, int | None]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # anything odd, printed after the table
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one phase loads: which targets, at which concurrencies, for how long."""
+
+    targets: list[str]
+    levels: list[int]
+    timing: Timing
+    stream: bool
 
 
 @dataclass(frozen=True)
 class Session:
     """The settings of one run, shared by every measurement."""
 
-    targets: list[str]
+    plain: Phase | None  # None: skipped
     delays: list[float]
-    levels: list[int]
-    timing: Timing
+    streamed: Phase | None  # at 0 ms upstream; None: skipped
     place: Placement
     loadgen_procs: int
-    stream: bool
     workdir: Path  # sockets, the daemon's config, the load generators' results
     logs: Path
 
     def run(self) -> Outcome:
         out = Outcome()
-        for delay in self.delays:
-            upstream = start_upstream(delay, self.place, self.logs)
-            try:
-                for name in self.targets:
-                    self.run_target(name, upstream, out)
-            finally:
-                upstream.child.stop()
+        if self.plain is not None:
+            for delay in self.delays:
+                self.run_phase(self.plain, delay, out.rows, out)
+        if self.streamed is not None:
+            self.run_phase(self.streamed, 0.0, out.stream_rows, out)
         return out
 
-    def run_target(self, name: str, upstream: Upstream, out: Outcome) -> None:
-        delay = upstream.delay_ms
+    def run_phase(self, phase: Phase, delay: float, rows: list[Row], out: Outcome) -> None:
+        upstream = start_upstream(delay, self.place, self.logs)
         try:
-            running = start_target(name, upstream, self.place, self.workdir, self.logs)
+            for name in phase.targets:
+                self.run_target(name, upstream, phase, rows, out)
+        finally:
+            upstream.child.stop()
+
+    def run_target(
+        self, name: str, upstream: Upstream, phase: Phase, rows: list[Row], out: Outcome
+    ) -> None:
+        delay = upstream.delay_ms
+        label = f"{name} {delay:g}ms" + (" stream" if phase.stream else "")
+        try:
+            running = start_target(
+                name, upstream, self.place, self.workdir, self.logs, stream=phase.stream
+            )
         except (NotReady, OSError) as exc:
-            progress(f"{name} {delay:g}ms: not available ({exc})")
-            out.rows += [Row(name, delay, c, available=False, reason=str(exc)) for c in self.levels]
+            progress(f"{label}: not available ({exc})")
+            rows += [
+                Row(name, delay, c, available=False, reason=str(exc), stream=phase.stream)
+                for c in phase.levels
+            ]
             return
         try:
-            for c in self.levels:
+            for c in phase.levels:
                 try:
                     row = run_load(
-                        running, upstream, c, self.timing, self.place,
-                        self.loadgen_procs, self.stream, self.workdir, self.logs,
+                        running, upstream, c, phase.timing, self.place,
+                        self.loadgen_procs, phase.stream, self.workdir, self.logs,
                     )  # fmt: skip
                 except RuntimeError as exc:  # the load generator failed: say so, go on
                     row = Row(name, delay, c, available=False, reason=str(exc))
+                    row.stream = phase.stream
                 progress(_progress_line(row))
-                out.rows.append(row)
+                rows.append(row)
         finally:
             if running.child is not None:
                 peak = running.child.memory_kb("VmHWM")
-                out.rss.setdefault(name, []).append((running.idle_rss_kb, peak))
+                rss = out.stream_rss if phase.stream else out.rss
+                rss.setdefault(name, []).append((running.idle_rss_kb, peak))
             status = running.stop()
             # uvicorn re-raises the SIGTERM it handled once it has shut down: -15 is clean too.
             if status not in (None, 0, -signal.SIGTERM):  # -9: it would not stop, it was killed
                 running.notes.append(f"exit status {status} after SIGTERM")
-            out.notes += [f"{name} {delay:g}ms: {note}" for note in running.notes]
+            out.notes += [f"{label}: {note}" for note in running.notes]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,35 +210,68 @@ def run(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, place.aux)  # keep this process off the target's core too
     logs = RESULTS / "logs"
     shutil.rmtree(logs, ignore_errors=True)  # only this run's logs: stale ones would mislead
+    warmup = args.warmup if args.warmup is not None else 0.5 if args.quick else 1.0
     timing = Timing(
-        warmup=args.warmup if args.warmup is not None else 0.5 if args.quick else 1.0,
+        warmup=warmup,
         duration=args.duration if args.duration is not None else 1.5 if args.quick else 4.0,
+    )
+    stream_timing = Timing(
+        warmup=warmup,
+        duration=args.stream_duration
+        if args.stream_duration is not None
+        else 1.5
+        if args.quick
+        else 3.0,
+    )
+    plain = Phase(
+        targets=select_targets(args.only),
+        levels=[int(c) for c in args.concurrency.split(",")],
+        timing=timing,
+        stream=False,
+    )
+    streamed = Phase(
+        targets=select_targets(args.only, STREAM_TARGETS),
+        levels=[int(c) for c in args.stream_concurrency.split(",")],
+        timing=stream_timing,
+        stream=True,
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         session = Session(
-            targets=select_targets(args.only),
+            plain=None if args.stream else plain,
             delays=[float(d) for d in args.delays.split(",")],
-            levels=[int(c) for c in args.concurrency.split(",")],
-            timing=timing,
+            streamed=None if args.no_stream else streamed,
             place=place,
             loadgen_procs=args.loadgen_procs,
-            stream=args.stream,
             workdir=Path(tmp),
             logs=logs,
         )
         out = session.run()
 
     memory = {name: _memory(samples) for name, samples in out.rss.items()}
-    verdicts: dict[str, list[Check]] = {
-        t: evaluate(t, out.rows, memory.get(t)) for t in session.targets if t != "direct"
-    }
+    stream_memory = {name: _memory(samples) for name, samples in out.stream_rss.items()}
+    verdicts: dict[str, list[Check]] = {}
+    stream_verdicts: dict[str, list[Check]] = {}
+    if session.plain is not None:
+        verdicts = {
+            t: evaluate(t, out.rows, memory.get(t)) for t in session.plain.targets if t != "direct"
+        }
+        print()
+        print(format_table(out.rows))
+        print()
+        print(format_ratios(verdicts, memory))
+    if session.streamed is not None:
+        stream_verdicts = {
+            t: evaluate_stream(t, out.stream_rows, STREAM_CHUNKS)
+            for t in session.streamed.targets
+            if t != "direct"
+        }
+        print()
+        print(format_stream_table(out.stream_rows))
+        print()
+        print(format_ratios(stream_verdicts, stream_memory, "stream ratios (same run)"))
     print()
-    print(format_table(out.rows))
-    print()
-    print(format_ratios(verdicts, memory))
-    print()
-    print(format_cores(out.rows, sorted(place.aux or [])))
+    print(format_cores(out.rows + out.stream_rows, sorted(place.aux or [])))
     for note in out.notes:
         print(f"NOTE: {note}")
     meta = {
@@ -199,24 +284,38 @@ def run(args: argparse.Namespace) -> int:
         "aux_cores": sorted(place.aux or []),
         "warmup_s": timing.warmup,
         "duration_s": timing.duration,
+        "stream_duration_s": stream_timing.duration,
+        "stream_chunks": STREAM_CHUNKS,
         "loadgen_procs": args.loadgen_procs,
-        "stream": args.stream,
+        "phases": [p for p, on in (("plain", session.plain), ("stream", session.streamed)) if on],
         "notes": out.notes,
     }
-    write_json(args.json, meta, out.rows, verdicts, memory)
+    write_json(
+        args.json, meta, out.rows, verdicts, memory,
+        out.stream_rows, stream_verdicts, stream_memory,
+    )  # fmt: skip
     print(f"\nwritten to {args.json} in {meta['wall_s']} s; child logs in {logs}")
     return 0
 
 
 def _progress_line(r: Row) -> str:
+    where = f"{r.target} {r.delay_ms:g}ms c={r.concurrency}" + (" stream" if r.stream else "")
     if not r.available:
-        return f"{r.target} {r.delay_ms:g}ms c={r.concurrency}: not available ({r.reason})"
-    p50 = "-" if r.p50_ms is None else f"{r.p50_ms:.3f}"
-    p99 = "-" if r.p99_ms is None else f"{r.p99_ms:.3f}"
-    return (
-        f"{r.target} {r.delay_ms:g}ms c={r.concurrency}: {r.rps:.0f} req/s, "
-        f"p50 {p50} ms, p99 {p99} ms, errors {r.errors}"
-        + "".join(f", {k} {v:.0f}%" for k, v in r.cpu_pct.items() if "." not in k)
+        return f"{where}: not available ({r.reason})"
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    if r.stream:
+        figures = (
+            f"{r.rps:.0f} streams/s, {r.chunks_per_s:.0f} chunks/s, "
+            f"TTFT p50 {ms(r.ttft_p50_ms)} p99 {ms(r.ttft_p99_ms)} ms, "
+            f"stream p50 {ms(r.p50_ms)} p99 {ms(r.p99_ms)} ms"
+        )
+    else:
+        figures = f"{r.rps:.0f} req/s, p50 {ms(r.p50_ms)} ms, p99 {ms(r.p99_ms)} ms"
+    return f"{where}: {figures}, errors {r.errors}" + "".join(
+        f", {k} {v:.0f}%" for k, v in r.cpu_pct.items() if "." not in k
     )
 
 

@@ -6,6 +6,13 @@ counted: successes (2xx) give req/s and the latency percentiles; everything else
 status, refused connection, connection dropped mid-request, request still unanswered after
 `--stall` seconds when the window ends) is counted as an error by kind, never dropped.
 
+With `--stream` the request says `"stream": true` and each answer is read as server-sent
+events, incrementally, as its bytes arrive (see StreamProtocol): the `data:` events other than
+`data: [DONE]` are counted as chunks (by the time they arrive, for chunks/s), and the time to
+the first token (TTFT) is taken when the first event whose `choices[0].delta.content` is a
+non-empty string has fully arrived. A 2xx stream without `data: [DONE]` or without any content
+is an error, not a success.
+
 Why a raw asyncio Protocol with httptools instead of aiohttp's client: it shares one core with
 the fake upstream and must still drive ~10k req/s with room to spare; a request here costs a
 write and a parser feed, a fraction of what a full client costs. It prints one JSON object on
@@ -58,10 +65,13 @@ class Result(msgspec.Struct):
     duration: float  # seconds of the measurement window
     ok: int
     errors: dict[str, int]
-    latencies_us: list[int]  # successes only, completion inside the window
-    ttfb_us: list[int]  # time to the first body byte, with --stream only; successes only
+    latencies_us: list[int]  # successes only, completion inside the window (whole stream)
     cpu_s: dict[str, float]  # CPU seconds inside the window: by process label, and coreN.*
     unfinished: int  # requests in flight when the window closed (not stalled ones)
+    # With --stream only:
+    ttft_us: list[int] = []  # time to the first content event, of the successes counted
+    chunks: int = 0  # data events but [DONE] that arrived inside the window, any stream
+    chunks_per_stream: dict[int, int] = {}  # data events but [DONE] per success: how many had N
 
 
 @dataclass(slots=True)
@@ -71,10 +81,11 @@ class Window:
     start: float
     end: float
     latencies: list[float] = field(default_factory=list)
-    ttfb: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
-    record_ttfb: bool = False  # streamed answers: the first chunk matters as much as the end
     closed: bool = False
+    ttft: list[float] = field(default_factory=list)  # streams only, from here down
+    chunks: int = 0
+    chunks_per_stream: Counter[int] = field(default_factory=Counter)
 
     def record_error(self, kind: str, now: float) -> None:
         if self.start <= now < self.end:
@@ -93,11 +104,9 @@ class ClientProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.sent_at = 0.0  # 0 when no request is in flight
-        self._first_byte = 0.0
 
     def _send(self) -> None:
         assert self._transport is not None
-        self._first_byte = 0.0
         self.sent_at = perf_counter()
         self._transport.write(self._request)
 
@@ -131,10 +140,6 @@ class ClientProtocol(asyncio.Protocol):
 
     # httptools callbacks
 
-    def on_body(self, body: bytes) -> None:
-        if not self._first_byte:
-            self._first_byte = perf_counter()
-
     def on_message_complete(self) -> None:
         now = perf_counter()
         window = self._window
@@ -142,15 +147,129 @@ class ClientProtocol(asyncio.Protocol):
             status = self._parser.get_status_code()
             if 200 <= status < 300:
                 window.latencies.append(now - self.sent_at)
-                if window.record_ttfb and self._first_byte:
-                    window.ttfb.append(self._first_byte - self.sent_at)
             else:
                 window.errors[f"status_{status}"] += 1
+        self._next()
+
+    def _next(self) -> None:
+        """The response is over: send the next request on this connection, or close it."""
+        window = self._window
         self.sent_at = 0.0
         if window.closed or not self._parser.should_keep_alive():
             self.close()  # the worker reconnects unless the window is closed
         else:
             self._send()
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta = msgspec.field(default_factory=_Delta)
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] = []
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_DATA = b"\ndata:"  # an event's data line; the body is read as if it began with a newline
+_DONE = b"[DONE]"
+_TAIL = len(_DATA) - 1  # bytes kept across reads: a marker split in two is still seen once
+_END = 64  # [DONE] ends a stream: it is looked for in the last bytes of a read only
+
+
+class StreamProtocol(ClientProtocol):
+    """A ClientProtocol that reads each answer as server-sent events, as the bytes arrive.
+
+    httptools calls on_body once per HTTP chunk, and every target frames each event as its own
+    chunk: on_body only collects, and the pieces of one read are looked at together once the
+    parser is done with it (or when the response completes), with one timestamp. Counting
+    costs one bytes.count: the `data:` lines are found with the bytes kept from the previous
+    read in front, so a marker split across reads counts once. Only the events up to the first
+    one with content are parsed (msgspec, into a three-field struct): usually two per stream.
+    Events are taken to end with a blank line written as "\n\n", which is what the upstream,
+    the relays and the daemon write.
+    """
+
+    def __init__(self, request: bytes, window: Window) -> None:
+        self._pieces: list[bytes] = []
+        # Before the parser is made (in super().__init__): httptools looks its callbacks up then.
+        self.on_body = self._pieces.append
+        super().__init__(request, window)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tail = b"\n"
+        self._events = 0  # data events but [DONE]
+        self._done = False
+        self._pending: bytes | None = b""  # unparsed bytes until the first content, then None
+        self._first_content = 0.0
+        self._bad = ""
+
+    def _send(self) -> None:
+        self._reset()
+        super()._send()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._pieces:
+            self._consume(perf_counter())
+
+    def _consume(self, now: float) -> None:
+        pieces = self._pieces
+        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        # No copy of the body: a marker that spans the two reads lies in the short `edge`.
+        edge = self._tail + body[:_TAIL]
+        n = body.count(_DATA) + edge.count(_DATA)
+        if not self._done and (_DONE in edge or _DONE in body[-_END:]):
+            self._done = True
+            n -= 1  # its `data:` was counted here or in the read before
+        self._tail = edge[-_TAIL:] if len(body) < _TAIL else body[-_TAIL:]
+        self._events += n
+        window = self._window
+        if window.start <= now < window.end:
+            window.chunks += n
+        if self._pending is not None:
+            self._find_content(self._pending + body if self._pending else body, now)
+
+    def _find_content(self, buffer: bytes, now: float) -> None:
+        start = 0
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            for line in buffer[start:end].split(b"\n"):
+                if not line.startswith(b"data:") or line[5:].strip() == _DONE:
+                    continue
+                try:
+                    choices = _decode_chunk(line[5:]).choices
+                except msgspec.DecodeError:
+                    self._bad = "bad_chunk"
+                    self._pending = None
+                    return
+                if choices and choices[0].delta.content:
+                    self._first_content = now
+                    self._pending = None
+                    return
+            start = end + 2
+        self._pending = buffer[start:]
+
+    def on_message_complete(self) -> None:
+        now = perf_counter()
+        if self._pieces:
+            self._consume(now)
+        window = self._window
+        if window.start <= now < window.end:
+            status = self._parser.get_status_code()
+            if not 200 <= status < 300:
+                window.errors[f"status_{status}"] += 1
+            elif self._bad or not self._done or not self._first_content:
+                window.errors[self._bad or ("no_done" if not self._done else "no_content")] += 1
+            else:
+                window.latencies.append(now - self.sent_at)
+                window.ttft.append(self._first_content - self.sent_at)
+                window.chunks_per_stream[self._events] += 1
+        self._next()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +278,12 @@ class Target:
     host: str
     port: int
 
-    async def connect(self, request: bytes, window: Window) -> ClientProtocol:
+    async def connect(self, request: bytes, window: Window, stream: bool) -> ClientProtocol:
         loop = asyncio.get_running_loop()
+        kind = StreamProtocol if stream else ClientProtocol
 
         def factory() -> ClientProtocol:
-            return ClientProtocol(request, window)
+            return kind(request, window)
 
         if self.unix is not None:
             _, proto = await loop.create_unix_connection(factory, self.unix)
@@ -172,11 +292,11 @@ class Target:
         return proto
 
 
-async def worker(target: Target, request: bytes, window: Window, live: set[ClientProtocol]) -> None:
+async def worker(plan: Plan, window: Window, live: set[ClientProtocol]) -> None:
     """(Re)connects one of the C connections until the window closes."""
     while not window.closed:
         try:
-            proto = await target.connect(request, window)
+            proto = await plan.target.connect(plan.request, window, plan.stream)
         except OSError:
             window.record_error("connect", perf_counter())
             await asyncio.sleep(0.01)  # do not spin on a refused socket
@@ -245,21 +365,14 @@ async def run(plan: Plan) -> Result:
     # perf_counter, not loop.time(): uvloop's clock only has millisecond resolution.
     loop = asyncio.get_running_loop()
     begin = perf_counter() + max(0.0, plan.start_at - time.time())
-    window = Window(
-        start=begin + plan.warmup,
-        end=begin + plan.warmup + plan.duration,
-        record_ttfb=plan.stream,
-    )
+    window = Window(start=begin + plan.warmup, end=begin + plan.warmup + plan.duration)
     watch = {**plan.watch, "loadgen": os.getpid()}
     cpu_at_start: dict[str, float] = {}
     loop.call_later(window.start - perf_counter(), lambda: cpu_at_start.update(sample_cpu(watch)))
 
     await asyncio.sleep(begin - perf_counter())
     live: set[ClientProtocol] = set()
-    tasks = [
-        asyncio.create_task(worker(plan.target, plan.request, window, live))
-        for _ in range(plan.concurrency)
-    ]
+    tasks = [asyncio.create_task(worker(plan, window, live)) for _ in range(plan.concurrency)]
     await asyncio.sleep(window.end - perf_counter())
     cpu_at_end = sample_cpu(watch)
     window.closed = True
@@ -279,9 +392,11 @@ async def run(plan: Plan) -> Result:
         ok=len(window.latencies),
         errors=dict(window.errors),
         latencies_us=[round(x * 1e6) for x in window.latencies],
-        ttfb_us=[round(x * 1e6) for x in window.ttfb],
         cpu_s={k: cpu_at_end[k] - v for k, v in cpu_at_start.items() if k in cpu_at_end},
         unfinished=unfinished,
+        ttft_us=[round(x * 1e6) for x in window.ttft],
+        chunks=window.chunks,
+        chunks_per_stream=dict(window.chunks_per_stream),
     )
 
 
@@ -304,7 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start-at", type=float, default=0.0, help="time.time() to start at")
     parser.add_argument("--stall", type=float, default=1.0, help="seconds: unanswered = error")
     parser.add_argument("--path", default=CHAT_PATH)
-    parser.add_argument("--stream", action="store_true", help='send "stream": true')
+    parser.add_argument(
+        "--stream", action="store_true", help='send "stream": true, read the answers as SSE'
+    )
     parser.add_argument("--out", type=Path, help="write the JSON result here, not to stdout")
     parser.add_argument("--watch", action="append", default=[], metavar="LABEL=PID")
     args = parser.parse_args(argv)

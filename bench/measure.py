@@ -24,22 +24,31 @@ class Timing:
 
 @dataclass
 class Row:
-    """One line of the table: a target at one upstream delay and one concurrency."""
+    """One line of a table: a target at one upstream delay and one concurrency.
+
+    For a streamed row (`stream`), rps counts whole streams, p50/p99 are the whole stream's
+    (request sent to the end of the response), and the ttft_* and chunk fields are filled in.
+    """
 
     target: str
     delay_ms: float
     concurrency: int
     available: bool = True
     reason: str = ""  # why the target is not available
-    rps: float = 0.0  # successful requests per second
+    rps: float = 0.0  # successful requests (streams) per second
     p50_ms: float | None = None
     p99_ms: float | None = None
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     unfinished: int = 0  # in flight when the window closed (younger than the stall limit)
-    ttfb_p50_ms: float | None = None  # streamed answers only
     # % of one core over the window: target, upstream, loadgen, other, coreN.busy, coreN.steal
     cpu_pct: dict[str, float] = field(default_factory=dict)
+    stream: bool = False
+    chunks_per_s: float = 0.0  # data events but [DONE] arriving in the window, per second
+    # Request sent to the arrival of the first event whose choices[0].delta.content is non-empty.
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    chunks_per_stream: dict[int, int] = field(default_factory=dict)  # N chunks -> streams
 
 
 def percentile(sorted_values: list[int], q: float) -> float | None:
@@ -102,14 +111,24 @@ def run_load(
         out.unlink()
         if child.log_path.stat().st_size == 0:
             child.log_path.unlink()  # 30 empty files per run say nothing
-    return merge(running.name, upstream.delay_ms, concurrency, timing.duration, results)
+    row = merge(running.name, upstream.delay_ms, concurrency, timing.duration, results)
+    row.stream = stream
+    return row
+
+
+def _ms(us: float | None) -> float | None:
+    return None if us is None else us / 1000
 
 
 def merge(
     target: str, delay_ms: float, concurrency: int, duration: float, results: list[Result]
 ) -> Row:
     latencies = sorted(x for r in results for x in r.latencies_us)
-    ttfb = sorted(x for r in results for x in r.ttfb_us)
+    ttft = sorted(x for r in results for x in r.ttft_us)
+    per_stream: dict[int, int] = {}
+    for r in results:
+        for n, streams in r.chunks_per_stream.items():
+            per_stream[n] = per_stream.get(n, 0) + streams
     kinds: dict[str, int] = {}
     for r in results:
         for kind, n in r.errors.items():
@@ -121,17 +140,19 @@ def merge(
     busy = sum(v for k, v in cpu.items() if k.endswith(".busy"))
     ours = sum(cpu.get(k, 0.0) for k in ("target", "upstream", "loadgen"))
     cpu["other"] = max(0.0, busy - ours)
-    p50, p99, t50 = percentile(latencies, 50), percentile(latencies, 99), percentile(ttfb, 50)
     return Row(
         target=target,
         delay_ms=delay_ms,
         concurrency=concurrency,
         rps=len(latencies) / duration,
-        p50_ms=None if p50 is None else p50 / 1000,
-        p99_ms=None if p99 is None else p99 / 1000,
+        p50_ms=_ms(percentile(latencies, 50)),
+        p99_ms=_ms(percentile(latencies, 99)),
         errors=sum(kinds.values()),
         error_kinds=kinds,
         unfinished=sum(r.unfinished for r in results),
-        ttfb_p50_ms=None if t50 is None else t50 / 1000,
         cpu_pct={k: round(100 * v / duration, 1) for k, v in cpu.items()},
+        chunks_per_s=sum(r.chunks for r in results) / duration,
+        ttft_p50_ms=_ms(percentile(ttft, 50)),
+        ttft_p99_ms=_ms(percentile(ttft, 99)),
+        chunks_per_stream=dict(sorted(per_stream.items())),
     )

@@ -22,6 +22,10 @@ MAX_P99_MS = 60.0  # p99 at c=64, 50 ms upstream
 MAX_IDLE_RSS_MB = 60.0
 REFERENCE_RELAY = "relay-aiohttp"
 MAX_OTHER_PCT = 15.0  # % of a core used by processes outside the benchmark: row disturbed
+# The streaming issue's targets, at STREAM_CONCURRENCY and 0 ms upstream, 50 chunks a stream.
+STREAM_CONCURRENCY = 16
+MIN_STREAM_RATIO_VS_AIOHTTP_RELAY = 0.6  # chunks/s
+MAX_ADDED_TTFT_P50_MS = 1.0  # TTFT p50 minus direct's
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,14 @@ class Check:
     name: str
     value: float | None  # None: not measured in this run
     limit: str
-    ok: bool | None  # None: n/a
+    ok: bool | None  # None: n/a, or information only
+    info: bool = False  # a figure shown next to the checks, with no target of its own
 
     def cell(self) -> str:
         if self.value is None:
             return "n/a"
+        if self.info:
+            return f"{self.value:.2f}"
         return f"{self.value:.2f} {'PASS' if self.ok else 'FAIL'}"
 
 
@@ -100,7 +107,68 @@ def evaluate(target: str, rows: Sequence[Row], memory: Memory | None) -> list[Ch
     return checks
 
 
+def _info(name: str, value: float | None) -> Check:
+    return Check(name, value, "(info)", None, info=True)
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def evaluate_stream(target: str, rows: Sequence[Row], chunks: int) -> list[Check]:
+    """The streaming issue's targets applied to `target`, from the stream rows of one run:
+    chunks/s against the minimal aiohttp relay's, and the time to the first token added to
+    direct's (both at STREAM_CONCURRENCY, 0 ms upstream). `chunks`: what the upstream sends
+    per stream; every stream must arrive with exactly that many."""
+    c = STREAM_CONCURRENCY
+    own = [r for r in rows if r.target == target and r.available]
+    mine, ref, direct = (_find(rows, t, 0, c) for t in (target, REFERENCE_RELAY, "direct"))
+    vs_ref = mine.chunks_per_s / ref.chunks_per_s if mine and ref and ref.chunks_per_s else None
+    vs_direct = (
+        mine.chunks_per_s / direct.chunks_per_s if mine and direct and direct.chunks_per_s else None
+    )
+    per_cpu, ref_per_cpu = _per_cpu_s(mine), _per_cpu_s(ref)
+    vs_ref_cpu = per_cpu / ref_per_cpu if per_cpu and ref_per_cpu else None
+    added50 = _diff(mine.ttft_p50_ms, direct.ttft_p50_ms) if mine and direct else None
+    added99 = _diff(mine.ttft_p99_ms, direct.ttft_p99_ms) if mine and direct else None
+    streams = sum(n for r in own for n in r.chunks_per_stream.values())
+    whole = sum(r.chunks_per_stream.get(chunks, 0) for r in own)
+    checks = [
+        _check(
+            f"chunks/s vs {REFERENCE_RELAY}, c={c}",
+            vs_ref,
+            f">= {MIN_STREAM_RATIO_VS_AIOHTTP_RELAY}",
+            lambda v: v >= MIN_STREAM_RATIO_VS_AIOHTTP_RELAY,
+        ),
+        _info(f"chunks/CPU-s vs {REFERENCE_RELAY}", vs_ref_cpu),
+        _info(f"chunks/s vs direct, c={c}", vs_direct),
+        _check(
+            f"added TTFT p50 ms, c={c}",
+            added50,
+            f"<= {MAX_ADDED_TTFT_P50_MS:g}",
+            lambda v: v <= MAX_ADDED_TTFT_P50_MS,
+        ),
+        _info(f"added TTFT p99 ms, c={c}", added99),
+        _check(f"streams with {chunks} chunks", 100 * whole / streams if streams else None,
+               "= 100 %", lambda v: v == 100),
+        _check("errors, stream rows", float(sum(r.errors for r in own)) if own else None, "= 0",
+               lambda v: v == 0),
+    ]  # fmt: skip
+    if target == REFERENCE_RELAY:
+        checks = checks[2:]  # the ratios to itself say nothing
+    return checks
+
+
+def _per_cpu_s(r: Row | None) -> float | None:
+    """Chunks per second of the target's own CPU time: on a shared machine, where the target
+    may not get its whole core, a steadier figure of its cost than chunks/s (information)."""
+    if r is None or not r.cpu_pct.get("target"):
+        return None
+    return r.chunks_per_s / (r.cpu_pct["target"] / 100)
+
+
 def verdict(checks: Sequence[Check]) -> str:
+    checks = [c for c in checks if not c.info]
     if any(c.ok is False for c in checks):
         return "FAIL"
     return "PASS" if all(c.ok for c in checks) else "INCOMPLETE"
@@ -125,45 +193,86 @@ def format_table(rows: Sequence[Row]) -> str:
         if not r.available:
             lines.append(f"{where}   {r.target}: not available ({r.reason})")
             continue
-        cpu = "/".join(
-            f"{r.cpu_pct[k]:.0f}" if k in r.cpu_pct else "-"
-            for k in ("target", "upstream", "loadgen", "other")
-        )
         kinds = "  " + ", ".join(f"{k}={n}" for k, n in sorted(r.error_kinds.items()))
         lines.append(
-            f"{where} {r.rps:>9.0f} {_ms(r.p50_ms):>8} {_ms(r.p99_ms):>8} {r.errors:>6}   {cpu}"
-            + (kinds if r.errors else "")
+            f"{where} {r.rps:>9.0f} {_ms(r.p50_ms):>8} {_ms(r.p99_ms):>8} {r.errors:>6}   "
+            f"{_cpu(r)}" + (kinds if r.errors else "")
         )
     return "\n".join(lines)
 
 
-def format_ratios(verdicts: dict[str, list[Check]], memory: dict[str, Memory]) -> str:
+def _chunk_counts(r: Row) -> str:
+    counts = sorted(r.chunks_per_stream)
+    if not counts:
+        return "-"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def format_stream_table(rows: Sequence[Row]) -> str:
+    head = (
+        f"{'stream target':<20} {'delay':>6} {'c':>3} {'streams/s':>9} {'chunks/s':>9} "
+        f"{'/CPU-s':>7} {'chunks':>6} {'TTFT p50':>8} {'TTFT p99':>8} {'all p50':>8} "
+        f"{'all p99':>8} {'errors':>6}   cpu% target/upstream/loadgen/other"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        where = f"{r.target:<20} {r.delay_ms:>4g}ms {r.concurrency:>3}"
+        if not r.available:
+            lines.append(f"{where}   {r.target}: not available ({r.reason})")
+            continue
+        kinds = "  " + ", ".join(f"{k}={n}" for k, n in sorted(r.error_kinds.items()))
+        per_cpu = _per_cpu_s(r)
+        lines.append(
+            f"{where} {r.rps:>9.0f} {r.chunks_per_s:>9.0f} "
+            f"{'-' if per_cpu is None else f'{per_cpu:.0f}':>7} {_chunk_counts(r):>6} "
+            f"{_ms(r.ttft_p50_ms):>8} {_ms(r.ttft_p99_ms):>8} {_ms(r.p50_ms):>8} "
+            f"{_ms(r.p99_ms):>8} {r.errors:>6}   {_cpu(r)}" + (kinds if r.errors else "")
+        )
+    lines.append(
+        "(times in ms. chunks: data events per stream, [DONE] not counted; /CPU-s: chunks/s per "
+        "core-second of the target's CPU; TTFT: request sent -> arrival of the first event with "
+        "a non-empty choices[0].delta.content; all: request sent -> end of the stream)"
+    )
+    return "\n".join(lines)
+
+
+def _cpu(r: Row) -> str:
+    keys = ("target", "upstream", "loadgen", "other")
+    return "/".join(f"{r.cpu_pct[k]:.0f}" if k in r.cpu_pct else "-" for k in keys)
+
+
+def format_ratios(
+    verdicts: dict[str, list[Check]],
+    memory: dict[str, Memory] | None,
+    title: str = "ratios (same run)",
+) -> str:
     targets = list(verdicts)
     if not targets:
-        return "ratios: no target besides direct was measured"
+        return f"{title}: no target besides direct was measured"
     names: list[str] = []
     limits: dict[str, str] = {}
-    for checks in verdicts.values():
+    # Rows in the order of the longest list (the reference relay's lacks the ratio to itself).
+    for checks in sorted(verdicts.values(), key=len, reverse=True):
         for c in checks:
             if c.name not in limits:
                 names.append(c.name)
                 limits[c.name] = c.limit
     width = max(14, *(len(t) for t in targets))
-    lines = [
-        f"{'ratios (same run)':<28} " + " ".join(f"{t:>{width}}" for t in targets) + "  target",
-    ]
+    left = max(28, len(title), *(len(n) for n in names))
+    lines = [f"{title:<{left}} " + " ".join(f"{t:>{width}}" for t in targets) + "  target"]
     for name in names:
         cells = []
         for t in targets:
             found = [c for c in verdicts[t] if c.name == name]
             cells.append(found[0].cell() if found else "-")
         lines.append(
-            f"{name:<28} " + " ".join(f"{c:>{width}}" for c in cells) + f"  {limits[name]}"
+            f"{name:<{left}} " + " ".join(f"{c:>{width}}" for c in cells) + f"  {limits[name]}"
         )
-    peak = [_mb(memory[t].peak_kb) if t in memory else "n/a" for t in targets]
-    lines.append(f"{'peak RSS MB (info)':<28} " + " ".join(f"{p:>{width}}" for p in peak))
+    if memory is not None:
+        peak = [_mb(memory[t].peak_kb) if t in memory else "n/a" for t in targets]
+        lines.append(f"{'peak RSS MB (info)':<{left}} " + " ".join(f"{p:>{width}}" for p in peak))
     lines.append(
-        f"{'verdict':<28} " + " ".join(f"{verdict(verdicts[t]):>{width}}" for t in targets)
+        f"{'verdict':<{left}} " + " ".join(f"{verdict(verdicts[t]):>{width}}" for t in targets)
     )
     return "\n".join(lines)
 
@@ -182,12 +291,11 @@ def format_cores(rows: Sequence[Row], aux_cores: Sequence[int]) -> str:
             top = max(measured, key=lambda r: r.cpu_pct.get(key, 0.0))
             mean = sum(r.cpu_pct.get(key, 0.0) for r in measured) / len(measured)
             parts.append(
-                f"{kind} max {top.cpu_pct.get(key, 0.0):.0f}% "
-                f"({top.target} {top.delay_ms:g}ms c={top.concurrency}), mean {mean:.0f}%"
+                f"{kind} max {top.cpu_pct.get(key, 0.0):.0f}% ({_where(top)}), mean {mean:.0f}%"
             )
         lines.append(f"{core}: " + "; ".join(parts))
     for r in measured:
-        where = f"{r.target} {r.delay_ms:g}ms c={r.concurrency}"
+        where = _where(r)
         if r.cpu_pct.get("other", 0.0) >= MAX_OTHER_PCT:
             lines.append(
                 f"WARNING: {where}: other processes used {r.cpu_pct['other']:.0f}% of a core "
@@ -202,26 +310,42 @@ def format_cores(rows: Sequence[Row], aux_cores: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
+def _where(r: Row) -> str:
+    return f"{r.target} {r.delay_ms:g}ms c={r.concurrency}" + (" stream" if r.stream else "")
+
+
 def write_json(
     path: Path,
     meta: dict[str, object],
     rows: Sequence[Row],
     verdicts: dict[str, list[Check]],
     memory: dict[str, Memory],
+    stream_rows: Sequence[Row] = (),
+    stream_verdicts: dict[str, list[Check]] | None = None,
+    stream_memory: dict[str, Memory] | None = None,
 ) -> None:
-    document = {
-        "meta": meta,
-        "rows": [asdict(r) for r in rows],
-        "memory_mb": {
+    def mb(memory: dict[str, Memory]) -> dict[str, dict[str, float | None]]:
+        return {
             t: {
                 "idle": None if m.idle_kb is None else round(m.idle_kb / 1024, 1),
                 "peak": None if m.peak_kb is None else round(m.peak_kb / 1024, 1),
             }
             for t, m in memory.items()
-        },
+        }
+
+    document = {
+        "meta": meta,
+        "rows": [asdict(r) for r in rows],
+        "stream_rows": [asdict(r) for r in stream_rows],
+        "memory_mb": mb(memory),
+        "stream_memory_mb": mb(stream_memory or {}),
         "verdicts": {
             t: {"verdict": verdict(cs), "checks": [asdict(c) for c in cs]}
             for t, cs in verdicts.items()
+        },
+        "stream_verdicts": {
+            t: {"verdict": verdict(cs), "checks": [asdict(c) for c in cs]}
+            for t, cs in (stream_verdicts or {}).items()
         },
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from bench.procs import Child, NotReady, spawn, unix_request, wait_ready_line, w
 RELAYS = ("relay-httpx", "relay-httpx-aiohttp", "relay-aiohttp")
 ALL_TARGETS = ("direct", *RELAYS, "daemon")
 WARM_BODY = chat_request(CHAT_PATH, stream=False).partition(b"\r\n\r\n")[2]
+WARM_STREAM_BODY = chat_request(CHAT_PATH, stream=True).partition(b"\r\n\r\n")[2]
 
 DAEMON_CONFIG = """\
 [server]
@@ -110,23 +111,33 @@ def _daemon_argv(config: Path) -> list[str]:
     return [*base, "serve", "--config", str(config)]
 
 
-def _warm(running: Running) -> None:
+def _warm(running: Running, stream: bool) -> None:
     """One request before measuring: it opens the upstream connection and fills caches, and it
-    is the 'one warm request' after which the idle RSS is read."""
+    is the 'one warm request' after which the idle RSS is read. Streamed for the stream phase:
+    a target that cannot stream says so here, in a note, before it is loaded."""
     assert running.unix is not None and running.child is not None
-    status, body = unix_request(running.unix, "POST", CHAT_PATH, WARM_BODY)
+    body = WARM_STREAM_BODY if stream else WARM_BODY
+    status, answer = unix_request(running.unix, "POST", CHAT_PATH, body)
     if status != 200:
-        running.notes.append(f"warm-up request: status {status}: {body[:200]!r}")
+        running.notes.append(f"warm-up request: status {status}: {answer[:200]!r}")
+    elif stream and not answer.rstrip().endswith(b"data: [DONE]"):
+        running.notes.append(f"warm-up stream did not end with data: [DONE]: {answer[-200:]!r}")
     running.idle_rss_kb = running.child.memory_kb("VmRSS")
 
 
 def start_target(
-    name: str, upstream: Upstream, place: Placement, workdir: Path, logs: Path
+    name: str,
+    upstream: Upstream,
+    place: Placement,
+    workdir: Path,
+    logs: Path,
+    stream: bool = False,
 ) -> Running:
-    """Start `name` against `upstream`; raises NotReady with the reason when it cannot."""
+    """Start `name` against `upstream`; raises NotReady with the reason when it cannot.
+    `stream`: it is about to be loaded with streamed requests (the warm-up request is one)."""
     if name == "direct":
         return Running(name, tcp=f"127.0.0.1:{upstream.port}")
-    log = logs / f"{name}-{upstream.delay_ms:g}ms.log"
+    log = logs / f"{name}-{upstream.delay_ms:g}ms{'-stream' if stream else ''}.log"
     ready: Callable[[], object]
     if name in RELAYS:
         sock = workdir / f"{name}.sock"
@@ -152,7 +163,7 @@ def start_target(
     running = Running(name, unix=str(sock), child=child)
     try:
         ready()
-        _warm(running)
+        _warm(running, stream)
     except (NotReady, OSError) as exc:
         child.stop()
         raise NotReady(str(exc) if isinstance(exc, NotReady) else f"warm-up: {exc!r}") from exc

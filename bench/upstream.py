@@ -1,7 +1,8 @@
 """Fast fake OpenAI upstream: `python -m bench.upstream --delay-ms 50`.
 
 It answers every `POST .../chat/completions` with the same small, valid chat.completion (or,
-for `"stream": true`, N `data:` chunks then `data: [DONE]`) after a fixed delay. It is a raw
+for `"stream": true`, N `data:` chat.completion.chunk events then `data: [DONE]`, see
+`stream_events`) after a fixed delay. It is a raw
 asyncio Protocol with httptools on uvloop, with every response encoded once at start-up,
 so that it stays far from being the bottleneck: it shares one core with the load generator.
 
@@ -23,6 +24,7 @@ import msgspec
 import uvloop
 
 MODEL = "bench-model"
+STREAM_CHUNKS = 50  # chat.completion.chunk events per streamed answer, [DONE] not counted
 
 
 class _StreamFlag(msgspec.Struct):
@@ -59,36 +61,35 @@ def completion_body() -> bytes:
     )
 
 
+WORDS = ("Hello", " from", " the", " bench", " upstream", ",", " piece", " by", " piece.")
+
+
 def stream_events(chunks: int) -> list[bytes]:
-    """`chunks` SSE events of chat.completion.chunk (the last one with usage), then [DONE]."""
+    """`chunks` SSE events of chat.completion.chunk as OpenAI streams them, then [DONE].
+
+    The first chunk opens the message (`delta: {"role": "assistant", "content": ""}`, no text:
+    OpenAI's first chunk carries none), the middle ones carry one text piece each in
+    `delta.content`, the last one is `delta: {}` with `finish_reason: "stop"`. No usage chunk:
+    OpenAI sends one only for `stream_options.include_usage`, which the bench does not ask for.
+    With `chunks` = 50: 1 role chunk, 48 content chunks, 1 finish chunk.
+    """
     created = int(time.time())
-    events: list[bytes] = []
-    for i in range(chunks):
-        last = i == chunks - 1
-        chunk: dict[str, object] = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": MODEL,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": "tok "}
-                    if i == 0
-                    else {"content": "tok "},
-                    "finish_reason": "stop" if last else None,
-                }
-            ],
-        }
-        if last:
-            chunk["usage"] = {
-                "prompt_tokens": 9,
-                "completion_tokens": chunks,
-                "total_tokens": 9 + chunks,
-            }
-        events.append(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
-    events.append(b"data: [DONE]\n\n")
-    return events
+    deltas: list[dict[str, object]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": WORDS[i % len(WORDS)]} for i in range(max(0, chunks - 2))]
+    events = [_event(created, delta, None) for delta in deltas[: chunks - 1]]
+    return [*events, _event(created, {}, "stop"), b"data: [DONE]\n\n"]
+
+
+def _event(created: int, delta: dict[str, object], finish_reason: str | None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+    return b"data: " + msgspec.json.encode(chunk) + b"\n\n"
 
 
 def _chunked(data: bytes) -> bytes:
@@ -101,7 +102,7 @@ class Responses:
 
     completion: bytes
     stream_head: bytes
-    stream_chunks: tuple[bytes, ...]  # each already framed with chunked encoding, the end too
+    stream_chunks: tuple[bytes, ...]  # each framed with chunked encoding; the end with [DONE]
     health: bytes
     not_found: bytes
     bad_request: bytes
@@ -109,7 +110,7 @@ class Responses:
     @classmethod
     def build(cls, chunks: int) -> Responses:
         framed = [_chunked(e) for e in stream_events(chunks)]
-        framed.append(b"0\r\n\r\n")
+        framed[-1] += b"0\r\n\r\n"  # the body ends with [DONE], not one interval later
         return cls(
             completion=_http_response("200 OK", "application/json", completion_body()),
             stream_head=(
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--delay-ms", type=float, default=0.0)
-    parser.add_argument("--stream-chunks", type=int, default=50)
+    parser.add_argument("--stream-chunks", type=int, default=STREAM_CHUNKS)
     parser.add_argument("--chunk-interval-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     settings = Settings(
