@@ -10,10 +10,15 @@ from ._exceptions import (
     DaemonError,
     DeadlineExceeded,
     DispatchError,
+    IdempotencyConflict,
     InvalidRequest,
     NoCapacity,
+    StoreUnavailable,
     UnknownGroup,
+    UnknownJob,
 )
+from ._jobs import Jobs, JobsStatistics
+from ._jobstore import JobStore
 from ._metrics import Metrics
 from ._router import Chain, Router
 from ._supervisor import Dispatched, Supervisor, jittered_backoff
@@ -29,12 +34,18 @@ __all__ = [
     "DeadlineExceeded",
     "DispatchError",
     "Dispatched",
+    "IdempotencyConflict",
     "InvalidRequest",
+    "JobStore",
+    "Jobs",
+    "JobsStatistics",
     "Metrics",
     "NoCapacity",
     "Router",
+    "StoreUnavailable",
     "Supervisor",
     "UnknownGroup",
+    "UnknownJob",
     "error_answer",
     "jittered_backoff",
     "serve",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import msgspec
@@ -23,6 +23,9 @@ from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest
 from ._metrics import Metrics
 from ._streaming import ChunkStream
 from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._jobs_api import JobsApi
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,6 +50,7 @@ class Api:
         *,
         max_body_bytes: int,
         metrics_only: bool = False,
+        jobs: JobsApi | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.metrics = metrics
@@ -62,6 +66,9 @@ class Api:
                 ("GET", "/health/ready"): self._ready,
                 ("GET", "/v1/deployments"): self._deployments,
             }
+            if jobs is not None:
+                routes |= jobs.routes()
+        self._jobs = None if metrics_only else jobs
         self._routes = routes
         self._paths = {path for _, path in routes}
 
@@ -69,6 +76,8 @@ class Api:
         if scope["type"] != "http":
             return
         handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None and self._jobs is not None:  # /v1/jobs/{id}
+            handler = self._jobs.item_route(scope["method"], scope["path"])
         if handler is not None:
             await handler(scope, receive, send)
         elif scope["path"] in self._paths:

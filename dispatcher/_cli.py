@@ -15,7 +15,9 @@ import msgspec
 
 from config import Config, ConfigError, default_config_path, load_config
 
+from ._batch import submit_file
 from ._exceptions import DaemonError
+from ._jobs_cli import jobs_line, show_jobs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", "show the daemon's deployments: state, inbox, in flight")
     status.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
     status.set_defaults(func=_status)
+
+    submit = command("submit", "run an OpenAI Batch input file (JSONL) as durable jobs")
+    submit.add_argument("file", type=Path, help="batch input: one request per line")
+    submit.add_argument("-o", "--output", type=Path, help="default: NAME.output.jsonl beside it")
+    submit.add_argument("--concurrency", type=int, default=16, help="jobs awaited at once")
+    submit.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    submit.set_defaults(func=_submit)
+
+    jobs = command("jobs", "list the newest jobs, or show one")
+    jobs.add_argument("id", nargs="?", help="a job id: show that job")
+    jobs.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    jobs.set_defaults(func=_jobs)
     return parser
 
 
@@ -152,7 +168,7 @@ def _check(args: argparse.Namespace) -> int:
 # -- socket clients -------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
+def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         socket_path = Path(args.socket)
     else:
@@ -160,7 +176,11 @@ def _client(args: argparse.Namespace) -> httpx.Client:
         socket_path = base / config.server.socket
     if not socket_path.exists():
         raise DaemonError(f"no daemon socket at {socket_path} (is `dispatcher serve` running?)")
-    transport = httpx.HTTPTransport(uds=os.fspath(socket_path))
+    return socket_path
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    transport = httpx.HTTPTransport(uds=os.fspath(_socket_path(args)))
     return httpx.Client(transport=transport, base_url="http://dispatcher", timeout=None)
 
 
@@ -186,6 +206,7 @@ def _chat(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.get("/v1/deployments")
+        jobs = jobs_line(client) if response.status_code == 200 else ""
     if response.status_code != 200:
         print(f"error {response.status_code}: {response.text}", file=sys.stderr)
         return 1
@@ -200,4 +221,15 @@ def _status(args: argparse.Namespace) -> int:
             f"{row['inflight']:>4}/{row['concurrency']:<4} "
             f"{row['cooldown_remaining_s']:>8.1f}s"
         )
+    print(jobs)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    return submit_file(_socket_path(args), args.file, args.output, concurrency=args.concurrency)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(show_jobs(client, args.id, args.status, args.limit))
     return 0

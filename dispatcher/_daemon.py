@@ -26,6 +26,9 @@ from config import Config, ConfigError, load_config, parse_host_port
 
 from ._api import Api
 from ._exceptions import DaemonError
+from ._jobs import Jobs
+from ._jobs_api import JobsApi
+from ._jobstore import JobStore
 from ._metrics import Metrics
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
@@ -55,6 +58,13 @@ class Daemon:
         self.metrics = Metrics(self.registry, lambda: self.actors)
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
+        self.jobs = Jobs(
+            JobStore((base_dir / config.jobs.store).resolve()),
+            lambda: self.supervisor,
+            self.metrics,
+            config.jobs,
+            drain_timeout_s=config.server.drain_timeout_s,
+        )
         self._servers: list[QuietServer] = []
         self._apis: list[Api] = []
         self._actors_tg: TaskGroup | None = None
@@ -67,7 +77,13 @@ class Daemon:
         server = self.config.server
         sockets = [bind_unix(self.socket_path)]
         try:
-            api = Api(self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes)
+            self.jobs.open()
+            jobs_api = JobsApi(
+                self.jobs, lambda: self.supervisor.groups(), max_body_bytes=server.max_body_bytes
+            )
+            api = Api(
+                self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes, jobs=jobs_api
+            )
             listeners = [(api, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
@@ -87,6 +103,7 @@ class Daemon:
                 self._actors_tg = actors_tg
                 for actor in self.actors:
                     await actors_tg.start(actor.run)
+                await actors_tg.start(self.jobs.run)
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
                         uv = make_server(app, drain_timeout_s=server.drain_timeout_s)
@@ -100,12 +117,15 @@ class Daemon:
                         self.socket_path,
                     )
                     task_status.started()
-                # Listeners are closed and in-flight requests answered: let the actors drain.
+                # Listeners are closed and in-flight requests answered: jobs drain (running
+                # ones within drain_timeout_s, the rest stay queued), then the actors.
+                await self.jobs.aclose()
                 for actor in self.actors:
                     actor.close()
         finally:
             for sock in sockets:
                 sock.close()
+            self.jobs.store.close()
             self.socket_path.unlink(missing_ok=True)
             logger.info("stopped")
 
@@ -120,6 +140,9 @@ class Daemon:
         if config.server != self.config.server:
             logger.warning("SIGHUP: [server] changes need a restart; keeping the running ones")
             config = msgspec.structs.replace(config, server=self.config.server)
+        if config.jobs != self.config.jobs:
+            logger.warning("SIGHUP: [jobs] changes need a restart; keeping the running ones")
+            config = msgspec.structs.replace(config, jobs=self.config.jobs)
         current = {actor.name: actor for actor in self.actors}
         same_cooldown = config.router.cooldown == self.config.router.cooldown
         actors: list[DeploymentActor] = []
@@ -151,6 +174,7 @@ class Daemon:
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish (bounded by drain_timeout_s)."""
         self._stopping = True
+        self.jobs.stop()
         for server in self._servers:
             server.should_exit = True
             # Stop accepting now, not at uvicorn's next tick; its shutdown closes them again.
@@ -197,7 +221,10 @@ def _address(value: str) -> tuple[str, int]:
 async def serve(config: Config, base_dir: Path, config_path: Path | None = None) -> None:
     """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`)."""
     daemon = Daemon(config, base_dir, config_path=config_path)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(daemon.handle_signals)
-        await daemon.run()
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.handle_signals)
+            await daemon.run()
+            tg.cancel_scope.cancel()
+    except* DaemonError as group:  # a start error (socket in use, bad store): no traceback
+        raise group.exceptions[0] from None

@@ -14,9 +14,12 @@ from ._exceptions import (
     BodyTooLarge,
     DeadlineExceeded,
     DispatchError,
+    IdempotencyConflict,
     InvalidRequest,
     NoCapacity,
+    StoreUnavailable,
     UnknownGroup,
+    UnknownJob,
 )
 
 # Most specific first: the first entry the error is an instance of wins.
@@ -27,6 +30,9 @@ _TABLE: Final[tuple[tuple[type[DispatchError], int, str, str], ...]] = (
     (NoCapacity, 429, "rate_limit_error", "overloaded"),
     (AllAttemptsFailed, 502, "upstream_error", "all_attempts_failed"),
     (DeadlineExceeded, 504, "timeout_error", "deadline_exceeded"),
+    (UnknownJob, 404, "invalid_request_error", "job_not_found"),
+    (IdempotencyConflict, 409, "invalid_request_error", "idempotency_key_reused"),
+    (StoreUnavailable, 503, "service_unavailable", "store_unavailable"),
     (DispatchError, 500, "server_error", "internal_error"),
 )
 

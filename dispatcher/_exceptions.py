@@ -6,7 +6,10 @@
     ├── UnknownGroup           `model` names no configured group
     ├── NoCapacity             no candidate could take the request right now
     ├── AllAttemptsFailed      every candidate that was tried failed
-    └── DeadlineExceeded       the whole-request deadline passed
+    ├── DeadlineExceeded       the whole-request deadline passed
+    ├── UnknownJob             no job has that id (or it was swept after retention_s)
+    ├── IdempotencyConflict    an idempotency_key was used before for another request
+    └── StoreUnavailable       the job store cannot take or read a job right now
     DaemonError                the daemon cannot start (socket in use, bad path, ...)
 
 `dispatcher._errors` maps each to an HTTP status and an OpenAI-shaped body.
@@ -92,3 +95,31 @@ class DeadlineExceeded(DispatchError):
 
 class DaemonError(Exception):
     """The daemon cannot start or serve (a precise, user-facing reason)."""
+
+
+class UnknownJob(DispatchError):
+    """No job has this id (never submitted, or removed after `[jobs].retention_s`)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"No job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class IdempotencyConflict(DispatchError):
+    """The `idempotency_key` names an existing job whose request differs."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"idempotency_key {key!r} was already used for job {job_id} with a different request"
+        )
+        self.key = key
+        self.job_id = job_id
+
+
+class StoreUnavailable(DispatchError):
+    """The job store failed (disk full, I/O error); nothing was acknowledged."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"job store {path} is unavailable: {reason}")
+        self.path = path
+        self.reason = reason

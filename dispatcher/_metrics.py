@@ -232,7 +232,9 @@ class _JobsCollector(Collector):
         self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
-        gauge = GaugeMetricFamily("dispatcher_jobs", "Jobs in the store by status", labels=["status"])
+        gauge = GaugeMetricFamily(
+            "dispatcher_jobs", "Jobs in the store by status", labels=["status"]
+        )
         for status, count in self._counts().items():
             gauge.add_metric([status], count)
         yield gauge

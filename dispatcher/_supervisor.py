@@ -100,11 +100,23 @@ class Supervisor:
         metrics: Metrics,
         *,
         backoff: Callable[[int], float] | None = None,
+        admit: Callable[[DeploymentActor], bool] | None = None,
     ) -> None:
         self.config = config
         self.router = router
         self.metrics = metrics
         self._backoff = backoff or jittered_backoff(0.25, 4.0)
+        self._admit = admit
+
+    def with_admission(self, admit: Callable[[DeploymentActor], bool]) -> Supervisor:
+        """This supervisor, over the same deployments, sending only where `admit` allows.
+
+        A refused deployment counts as full (the request may get `NoCapacity`). Jobs use
+        it to leave part of every deployment to live requests.
+        """
+        return Supervisor(
+            self.config, self.router, self.metrics, backoff=self._backoff, admit=admit
+        )
 
     def groups(self) -> tuple[str, ...]:
         return tuple(self.router.groups)
@@ -169,6 +181,9 @@ class Supervisor:
                             )
                             or ()
                         )
+                    continue
+                if self._admit is not None and not self._admit(actor):
+                    skipped.setdefault("inbox_full", monotonic() + 1.0)
                     continue
                 if chain.group != previous_group:
                     self.metrics.fallback(previous_group, chain.group)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import ChatRequest, Unsupported
+from actors import ChatRequest, Unsupported, UserMessage
 from actors.providers import AnthropicAdapter, universal_id
 from config import parse_config
 
@@ -379,5 +379,14 @@ def histories(draw: st.DrawFn) -> ChatRequest:
 @settings(max_examples=80, deadline=None)
 @given(req=histories())
 def test_every_history_passes_the_strict_rules(req: ChatRequest) -> None:
-    """Any valid OpenAI history translates to a body the strict fake accepts."""
-    body_of(req)
+    """Any valid OpenAI history translates to a body the strict fake accepts, or is refused
+    with a precise Unsupported (e.g. only blank text: Anthropic rejects empty content)."""
+    try:
+        body_of(req)
+    except Unsupported as exc:
+        assert exc.message.startswith("anthropic: ")
+        assert all(
+            isinstance(m.content, str) and not m.content.strip()
+            for m in req.messages
+            if isinstance(m, UserMessage)
+        )

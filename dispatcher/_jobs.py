@@ -1,0 +1,396 @@
+"""The job scheduler: durable jobs fed, a bounded number at a time, into the supervisor.
+
+    submit ──commit──▶ queued ──room?──▶ running ──Supervisor.complete──▶ succeeded | failed
+                         ▲                  │                              (written once)
+                         └── NoCapacity ────┘ (back off, retry later)      cancelled (DELETE)
+
+- At most `[jobs].concurrency` jobs run at once; among queued jobs the highest
+  `priority` goes first, then the oldest. A job is only started when its group's
+  job lanes have room (see `_joblanes`), so a backlog never takes the capacity
+  live requests need; live requests are never queued behind jobs.
+- `NoCapacity` (every lane full, cooling down, out of budget) puts the job back
+  in the queue with a backoff (a cooldown's own retry time when it has one); it
+  never fails the job. Every other `DispatchError` fails it with the error body
+  a live request would have received.
+- Long-polls wait on the job's `done` event, set right after its terminal state
+  is committed; shutdown wakes them all.
+- Stopping: no job starts; running ones get `drain_timeout_s` to finish, then are
+  cancelled and stay queued/running in the store, to be re-run at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+
+from actors import call_decoder
+from config import JobsConfig
+
+from ._exceptions import (
+    DaemonError,
+    DispatchError,
+    IdempotencyConflict,
+    InvalidRequest,
+    NoCapacity,
+    StoreUnavailable,
+    UnknownJob,
+)
+from ._joblanes import lanes_of, room
+from ._jobqueue import JobQueue, LiveJob
+from ._jobresults import cancelled, failed, outcome_label, succeeded
+from ._jobsql import STATUSES, TERMINAL, JobOutcome, JobRow, NewJob, Status
+from ._jobstore import JobStore
+from ._metrics import Metrics
+from ._supervisor import Supervisor
+
+logger = logging.getLogger("dispatcher.jobs")
+
+_RECHECK_S: Final = 0.02
+"""While jobs wait for room that only live requests hold, look again this often."""
+_BACKOFF_S: Final = (0.005, 1.0)
+
+
+class JobsStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Jobs by status, and how many run now out of how many may."""
+
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    in_flight: int
+    concurrency: int
+
+
+class Jobs:
+    """Durable jobs of one daemon: the store, the scheduler, and what the API asks of them."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        supervisor: Callable[[], Supervisor],
+        metrics: Metrics,
+        config: JobsConfig,
+        *,
+        drain_timeout_s: float,
+    ) -> None:
+        self.store = store
+        self._supervisor = supervisor
+        self._metrics = metrics
+        self._concurrency = config.concurrency
+        self._retention_s = config.retention_s
+        self._drain_timeout_s = drain_timeout_s
+        self._live: dict[str, LiveJob] = {}
+        self._queue = JobQueue()
+        self._launching: dict[str, int] = {}
+        self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self._in_flight = 0
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._closed = anyio.Event()
+        self._finished = anyio.Event()
+        self._stopping = False
+        self._started = False
+        self._waiters: set[anyio.CancelScope] = set()
+        self._base: Supervisor | None = None
+        self._lanes: Supervisor | None = None
+        metrics.watch_jobs(self.counts)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the store (`DaemonError` naming the file and the reason when it cannot)."""
+        counts = self.store.open()
+        for status in TERMINAL:
+            self._counts[status] = counts[status]
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Resume unfinished jobs, then schedule until `stop()`; returns after `aclose()`."""
+        self._started = True
+        try:
+            unfinished = await self.store.unfinished()
+        except StoreUnavailable as exc:
+            raise DaemonError(str(exc)) from None
+        for row in unfinished:
+            self._enqueue(LiveJob(row, None))
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.store.run)
+            sweeper = anyio.CancelScope()
+            tg.start_soon(self._sweep_periodically, sweeper)
+            async with anyio.create_task_group() as jobs_tg:
+                if self._live:
+                    logger.info("resuming %d unfinished jobs", len(self._live))
+                task_status.started()
+                await self._dispatch(jobs_tg)
+                with anyio.move_on_after(self._drain_timeout_s):
+                    await self._idle.wait()
+                if self._in_flight:
+                    logger.info("%d running jobs stay queued for the next start", self._in_flight)
+                jobs_tg.cancel_scope.cancel()
+            await self._closed.wait()
+            sweeper.cancel()
+            self.store.close_writes()
+        self._finished.set()
+
+    def stop(self) -> None:
+        """Start no more jobs; running ones drain (bounded); long-polls answer now."""
+        self._stopping = True
+        if not self._in_flight:
+            self._idle.set()
+        self._wake.set()
+        for scope in self._waiters:
+            scope.cancel()
+
+    async def aclose(self) -> None:
+        """Stop, let running jobs drain, commit what is queued for the store, and return."""
+        self.stop()
+        self._closed.set()
+        if self._started:
+            await self._finished.wait()
+
+    # -- what the API asks -------------------------------------------------------
+
+    async def submit(self, job: NewJob) -> tuple[str, Status, bool]:
+        """Commit `job`: (id, status, created). An idempotent repeat returns the first job."""
+        # Shielded: once committed, the job is registered here even if the caller is gone.
+        with anyio.CancelScope(shield=True):
+            existing = await self.store.insert(job)
+        if existing is not None:
+            if existing.digest != job.digest:
+                raise IdempotencyConflict(job.idempotency_key or "", existing.id)
+            live = self._live.get(existing.id)
+            status = live.status if live and existing.status not in TERMINAL else existing.status
+            return existing.id, status, False
+        self._metrics.job_submitted()
+        self._enqueue(LiveJob(job, job.request))
+        return job.id, "queued", True
+
+    async def get(self, job_id: str, *, wait_s: float = 0.0) -> JobRow:
+        """The job; with `wait_s`, once it is terminal or after that long, whichever first."""
+        live = self._live.get(job_id)
+        if live is not None and wait_s > 0 and not self._stopping:
+            with anyio.move_on_after(wait_s) as scope:
+                self._waiters.add(scope)
+                try:
+                    await live.done.wait()
+                finally:
+                    self._waiters.discard(scope)
+        if live is not None and live.final is not None:
+            return live.final  # committed just now: no need to read it back
+        row = await self.store.get(job_id)
+        if row is None:
+            raise UnknownJob(job_id)
+        return self._overlay(row)
+
+    async def recent(self, status: Status | None, limit: int) -> list[JobRow]:
+        return [self._overlay(row) for row in await self.store.recent(status, limit)]
+
+    async def cancel(self, job_id: str) -> JobRow:
+        """Cancel: a queued job never starts, a running one's attempt is cancelled."""
+        live = self._live.get(job_id)
+        if live is not None and not live.cancelled:
+            live.cancelled = True
+            if live.scope is not None:
+                live.scope.cancel()
+            outcome = cancelled()
+            try:
+                changed = await self.store.finish(job_id, outcome)
+            except StoreUnavailable:
+                live.cancelled = False  # not cancelled after all: it stays queued
+                if live.status == "queued":
+                    self._push(live)  # a second heap entry is harmless: status gates launch
+                raise
+            if changed:
+                self._settled(live, outcome, "cancelled")
+        return await self.get(job_id)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Remove jobs finished more than `retention_s` before `now` (default: the clock)."""
+        now = time.time() if now is None else now
+        removed = await self.store.sweep(now - self._retention_s)
+        for status, count in removed.items():
+            self._counts[status] -= count
+        return sum(removed.values())
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by status (queued and running from memory, the rest as committed)."""
+        return dict(self._counts)
+
+    def statistics(self) -> JobsStatistics:
+        return JobsStatistics(
+            **self._counts, in_flight=self._in_flight, concurrency=self._concurrency
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<Jobs [queued {s.queued} | running {s.in_flight}/{s.concurrency} | "
+            f"succeeded {s.succeeded} | failed {s.failed} | cancelled {s.cancelled}]>"
+        )
+
+    # -- scheduling --------------------------------------------------------------
+
+    def _set_status(self, live: LiveJob, status: Status) -> None:
+        self._counts[live.status] -= 1
+        self._counts[status] += 1
+        live.status = status
+
+    def _overlay(self, row: JobRow) -> JobRow:
+        live = self._live.get(row.id)
+        if live is None or row.status in TERMINAL or live.status == row.status:
+            return row
+        return msgspec.structs.replace(row, status=live.status)
+
+    def _enqueue(self, live: LiveJob) -> None:
+        self._live[live.id] = live
+        self._counts["queued"] += 1
+        self._push(live)
+
+    def _push(self, live: LiveJob) -> None:
+        self._queue.push(live)
+        self._wake.set()
+
+    async def _dispatch(self, tg: TaskGroup) -> None:
+        while not self._stopping:
+            now = anyio.current_time()
+            due = self._queue.promote(now)
+            blocked = self._launch(tg)
+            timeout = min(due - now, _RECHECK_S) if blocked else due - now
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    def _launch(self, tg: TaskGroup) -> bool:
+        """Start the best queued jobs that have room; True when some wait for room."""
+        lanes = self._lane_supervisor()
+
+        def has_room(group: str) -> bool:
+            free = room(lanes, group)  # None: unknown group, the supervisor will say so
+            return free is None or free > self._launching.get(group, 0)
+
+        blocked = False
+        while self._in_flight < self._concurrency:
+            live, waiting = self._queue.pop(has_room)
+            blocked = blocked or waiting
+            if live is None:
+                break
+            self._launching[live.model] = self._launching.get(live.model, 0) + 1
+            self._in_flight += 1
+            self._set_status(live, "running")
+            tg.start_soon(self._run, live, lanes)
+        return blocked
+
+    def _lane_supervisor(self) -> Supervisor:
+        base = self._supervisor()
+        if base is not self._base or self._lanes is None:
+            self._base, self._lanes = base, lanes_of(base)  # a reload swapped the supervisor
+        return self._lanes
+
+    async def _run(self, live: LiveJob, lanes: Supervisor) -> None:
+        try:
+            outcome = await self._attempt(live, lanes)
+        finally:
+            self._in_flight -= 1
+            live.scope = None
+            if self._stopping and not self._in_flight:
+                self._idle.set()
+            self._wake.set()
+        if outcome is not None:
+            await self._settle(live, *outcome)
+
+    async def _attempt(self, live: LiveJob, lanes: Supervisor) -> tuple[JobOutcome, str] | None:
+        """Run the job once: its terminal outcome, or None (requeued or cancelled)."""
+        launched = True
+        try:
+            request = live.request
+            if request is None:  # resumed after a restart: read it when it runs
+                request = await self.store.request(live.id)
+                if request is None:  # cannot happen while it is unfinished; never run it twice
+                    self._live.pop(live.id, None)
+                    self._counts[live.status] -= 1
+                    return None
+            # From here to the first attempt's admission nothing awaits: the room just
+            # counted is still there.
+            self._launching[live.model] -= 1
+            launched = False
+            self.store.mark(live.id, "running")
+            started = time.time()
+            try:
+                call = call_decoder.decode(request)
+            except msgspec.MsgspecError as exc:
+                invalid = InvalidRequest(f"stored request no longer valid: {exc}")
+                return failed(invalid), "invalid_request"
+            with anyio.CancelScope() as scope:
+                live.scope = scope
+                if live.cancelled:
+                    scope.cancel()
+                try:
+                    done = await lanes.complete(call, timeout_s=live.timeout_s)
+                except NoCapacity as exc:
+                    self._requeue(live, exc.reason, exc.retry_after)
+                    return None
+                except DispatchError as exc:
+                    self._metrics.job_queue_wait(started - live.created_at)
+                    return failed(exc), outcome_label(exc)
+            if scope.cancelled_caught:
+                return None  # cancelled by DELETE, which wrote the state
+            self._metrics.job_queue_wait(started - live.created_at)
+            return succeeded(done), "success"
+        except StoreUnavailable as exc:
+            logger.error("job %s: %s; retrying later", live.id, exc)
+            self._requeue(live, "store", 1.0)
+            return None
+        finally:
+            if launched:
+                self._launching[live.model] -= 1
+
+    def _requeue(self, live: LiveJob, reason: str, retry_after: float) -> None:
+        live.tries += 1
+        if reason in ("cooling_down", "rate_limited", "store"):
+            delay = max(retry_after, _BACKOFF_S[0])
+        else:
+            base, cap = _BACKOFF_S
+            delay = random.uniform(base, min(cap, base * 2 ** min(live.tries, 16)))
+        self._set_status(live, "queued")
+        self.store.mark(live.id, "queued")
+        self._queue.delay(live, anyio.current_time() + delay)
+        self._wake.set()
+
+    async def _settle(self, live: LiveJob, outcome: JobOutcome, label: str) -> None:
+        try:
+            changed = await self.store.finish(live.id, outcome)
+        except StoreUnavailable as exc:
+            logger.error("job %s: result not recorded (%s); it will run again", live.id, exc)
+            self._requeue(live, "store", 1.0)
+            return
+        if changed:
+            self._settled(live, outcome, label)
+
+    def _settled(self, live: LiveJob, outcome: JobOutcome, label: str) -> None:
+        """The job's terminal state is committed: count it and wake its long-polls."""
+        if self._live.pop(live.id, None) is None:
+            return
+        self._set_status(live, outcome.status)
+        live.settle(outcome)
+        self._metrics.job_completed(label)
+        live.done.set()
+
+    async def _sweep_periodically(self, scope: anyio.CancelScope) -> None:
+        interval = min(max(self._retention_s / 10.0, 1.0), 300.0)
+        with scope:
+            while True:
+                await anyio.sleep(interval)
+                try:
+                    removed = await self.sweep()
+                except StoreUnavailable as exc:
+                    logger.error("retention sweep failed: %s", exc)
+                    continue
+                if removed:
+                    logger.info("retention: removed %d finished jobs", removed)
