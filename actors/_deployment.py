@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from config import CooldownConfig, Deployment
 
-from ._chat import Usage, request_decoder
+from ._chat import ChatRequest, Usage, request_decoder
 from ._exceptions import (
     CoolingDown,
     ErrorClass,
@@ -36,7 +36,7 @@ from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
-from .providers import Adapter, MockUpstream, adapter_for
+from .providers import Adapter, MockUpstream, adapter_for, unsupported_params
 
 logger = logging.getLogger("dispatcher.actor")
 
@@ -118,19 +118,20 @@ class DeploymentActor:
             raise InboxFull(self.name) from None
         return not idle
 
-    def check(self, *, tools: bool, tokens: int, params: frozenset[str] = frozenset()) -> None:
-        """Raise `Unsupported` when this deployment cannot take such a request at all.
+    def check(self, request: ChatRequest, *, tokens: int) -> None:
+        """Raise `Unsupported` when this deployment cannot take `request` at all.
 
-        `params` are the optional parameters the request sets: with `drop_params = false`
-        a deployment whose provider cannot express one of them is no candidate.
+        With `drop_params = false` a deployment whose provider cannot express one of the
+        request's optional parameters is no candidate.
         """
+        tools = bool(request.tools)
         if tools and not self.spec.supports_tools:
             raise Unsupported(self.name, f"deployment {self.name!r} does not support tools")
         limit = self.spec.max_input_tokens
         if limit is not None and tokens > limit:
             raise TooLong(self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}")
         if not self.spec.drop_params:
-            missing = sorted(params - self.adapter.supported_params)
+            missing = unsupported_params(request, self.adapter.supported_params)
             if missing:
                 raise Unsupported(
                     self.name,

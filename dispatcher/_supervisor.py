@@ -37,7 +37,6 @@ from actors import (
     Unsupported,
     encoder,
 )
-from actors.providers import OPTIONAL_PARAMS
 from config import RouterConfig
 
 from ._exceptions import (
@@ -151,8 +150,6 @@ class Supervisor:
         # Encoded once; every attempt sends these very bytes.
         payload = encoder.encode(msgspec.structs.replace(call, fallbacks=UNSET))
         tokens = len(payload) // 4
-        tools = bool(call.tools)
-        params = frozenset(name for name in OPTIONAL_PARAMS if getattr(call, name) is not UNSET)
         records: list[AttemptRecord] = []
         waited = 0.0
         skipped: dict[str, float] = {}
@@ -168,7 +165,7 @@ class Supervisor:
                     expired = True
                     break
                 try:
-                    actor.check(tools=tools, tokens=tokens, params=params)
+                    actor.check(call, tokens=tokens)
                 except Unsupported as exc:
                     skipped.setdefault("unsupported", monotonic())
                     logger.debug("skipping %s: %s", actor.name, exc.message)

@@ -81,6 +81,8 @@ OPTIONAL_PARAMS: Final = frozenset(ChatRequest.__struct_fields__) - {"model", "m
 
 def unsupported_params(request: ChatRequest, supported: frozenset[str]) -> tuple[str, ...]:
     """The optional parameters `request` sets that are not in `supported`, sorted."""
+    if supported is OPTIONAL_PARAMS:  # the OpenAI family: nothing to look for
+        return ()
     return tuple(
         sorted(name for name in OPTIONAL_PARAMS - supported if getattr(request, name) is not UNSET)
     )
