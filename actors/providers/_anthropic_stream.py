@@ -44,7 +44,7 @@ from ._anthropic_reply import (
     openai_usage,
 )
 from ._base import excerpt
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import ServerSentEvent, SSEStreamParser
 
 
 class _Message(Struct, frozen=True):
@@ -89,7 +89,7 @@ class _Event(Struct, frozen=True):
 _event_decoder: Final = msgspec.json.Decoder(_Event)
 
 
-class AnthropicStreamParser:
+class AnthropicStreamParser(SSEStreamParser):
     """One Anthropic message stream; build a fresh parser per attempt."""
 
     __slots__ = (
@@ -99,14 +99,15 @@ class AnthropicStreamParser:
         "_id",
         "_model",
         "_role_sent",
-        "_sse",
         "_stopped",
         "_usage",
         "_with_arguments",
     )
 
+    cut_message = "anthropic stream ended before message_stop"
+
     def __init__(self, *, model: str, created: int | None = None) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._id = f"msg_{uuid.uuid4().hex[:24]}"  # replaced by message_start's id
         self._model = model
         self._created = int(time.time()) if created is None else created
@@ -123,16 +124,8 @@ class AnthropicStreamParser:
         state = "stopped" if self._stopped else "finished" if self._finished else "streaming"
         return f"<AnthropicStreamParser {self._id} {state} [tool calls {len(self._calls)}]>"
 
-    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        return self._chunks(self._sse.feed(data))
-
-    def close(self) -> list[ChatCompletionChunk]:
-        chunks = self._chunks(self._sse.close())
-        if not (self._stopped or self._finished):
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR, "anthropic stream ended before message_stop", status=200
-            )
-        return chunks
+    def _complete(self) -> bool:
+        return self._stopped or self._finished
 
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []

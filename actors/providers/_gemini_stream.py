@@ -49,13 +49,13 @@ from ._gemini_reply import (
     openai_finish,
     openai_usage,
 )
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import universal_id
 
 _event_decoder: Final = msgspec.json.Decoder(StreamEvent)
 
 
-class GeminiStreamParser:
+class GeminiStreamParser(SSEStreamParser):
     """One streamGenerateContent answer; build a fresh parser per attempt."""
 
     __slots__ = (
@@ -64,13 +64,14 @@ class GeminiStreamParser:
         "_finished",
         "_id",
         "_model",
-        "_sse",
         "_started",
         "_usage",
     )
 
+    cut_message = "gemini stream ended before its finishReason"
+
     def __init__(self, *, model: str, created: int | None = None) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._id: str | None = None
         self._model = model
         self._created = int(time.time()) if created is None else created
@@ -87,18 +88,13 @@ class GeminiStreamParser:
             f" finished {len(self._finished)} | tool calls {sum(self._calls.values())}]>"
         )
 
-    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        return self._chunks(self._sse.feed(data))
+    def _complete(self) -> bool:
+        return bool(self._finished) and not (self._started - self._finished)
 
-    def close(self) -> list[ChatCompletionChunk]:
-        chunks = self._chunks(self._sse.close())
-        if not self._finished or self._started - self._finished:
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR, "gemini stream ended before its finishReason", status=200
-            )
-        if self._usage is not None:
-            chunks.append(self._make((), openai_usage(self._usage)))
-        return chunks
+    def _tail(self) -> list[ChatCompletionChunk]:
+        if self._usage is None:
+            return []
+        return [self._make((), openai_usage(self._usage))]
 
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []

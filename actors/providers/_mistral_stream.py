@@ -42,7 +42,7 @@ from .._chat import (
 from .._exceptions import ErrorClass, ProviderError
 from ._base import excerpt
 from ._mistral_reply import FINISH, classify_mistral_error, response_text
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import universal_id
 
 _STATUS_OF_TYPE: Final[Mapping[str, int]] = {"rate_limited": 429, "invalid_request_error": 400}
@@ -128,13 +128,15 @@ class _Calls:
         self.count += 1
 
 
-class MistralStreamParser:
+class MistralStreamParser(SSEStreamParser):
     """Translates one Mistral SSE body; id, created and model are Mistral's (`model` if none)."""
 
-    __slots__ = ("_calls", "_created", "_done", "_finished", "_id", "_model", "_roles", "_sse")
+    __slots__ = ("_calls", "_created", "_done", "_finished", "_id", "_model", "_roles")
+
+    cut_message = "mistral: stream ended before data: [DONE]"
 
     def __init__(self, *, model: str = "") -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._done = False  # data: [DONE] seen
         self._finished = False  # a finish_reason seen
         self._id = ""
@@ -148,16 +150,8 @@ class MistralStreamParser:
         calls = sum(c.count for c in self._calls.values())
         return f"<MistralStreamParser {self._id or '-'} [{state} | tool calls {calls}]>"
 
-    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        return self._chunks(self._sse.feed(data))
-
-    def close(self) -> list[ChatCompletionChunk]:
-        chunks = self._chunks(self._sse.close())
-        if not (self._done or self._finished):
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR, "mistral: stream ended before data: [DONE]", status=200
-            )
-        return chunks
+    def _complete(self) -> bool:
+        return self._done or self._finished
 
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []

@@ -32,7 +32,7 @@ from ._base import (
     retry_after,
     unsupported_params,
 )
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 OPENAI_BASE: Final = "https://api.openai.com/v1"
@@ -193,7 +193,7 @@ class _InBandError(Struct):
 _in_band_decoder: Final = msgspec.json.Decoder(_InBandError)
 
 
-class OpenAIStreamParser:
+class OpenAIStreamParser(SSEStreamParser):
     """OpenAI-style SSE: `data: {chunk}` events ending with `data: [DONE]`.
 
     Also serves Azure (whose first chunk has empty `choices`: it is passed on and
@@ -202,23 +202,17 @@ class OpenAIStreamParser:
     error, as the official SDK treats it.
     """
 
-    __slots__ = ("_done", "_finished", "_sse")
+    __slots__ = ("_done", "_finished")
+
+    cut_message = "stream ended before data: [DONE]"
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        super().__init__()
         self._done = False
         self._finished = False
 
-    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        return self._chunks(self._sse.feed(data))
-
-    def close(self) -> list[ChatCompletionChunk]:
-        chunks = self._chunks(self._sse.close())
-        if not (self._done or self._finished):
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR, "stream ended before data: [DONE]", status=200
-            )
-        return chunks
+    def _complete(self) -> bool:
+        return self._done or self._finished
 
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []

@@ -12,7 +12,12 @@ chunk on the hot path. Data stays bytes (what the JSON decoders take).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from msgspec import Struct
+
+from .._chat import ChatCompletionChunk
+from .._exceptions import ErrorClass, ProviderError
 
 
 class ServerSentEvent(Struct, frozen=True):
@@ -73,3 +78,38 @@ def _event(block: bytes) -> ServerSentEvent | None:
     if not data:
         return None  # as the spec says: an event without data is not dispatched
     return ServerSentEvent(name or "message", b"\n".join(data))
+
+
+class SSEStreamParser:
+    """Base of the stream parsers of SSE-speaking providers.
+
+    A subclass turns decoded events into chunks (`_chunks`) and says whether the
+    stream reached its proper end (`_complete`); a body that ends before it was cut,
+    which is a `server_error` (after the chunks it did complete, delivered first).
+    """
+
+    __slots__ = ("_sse",)
+
+    cut_message: ClassVar[str] = "stream ended before its end marker"
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        return self._chunks(self._sse.feed(data))
+
+    def close(self) -> list[ChatCompletionChunk]:
+        chunks = self._chunks(self._sse.close())
+        if not self._complete():
+            raise ProviderError(ErrorClass.SERVER_ERROR, self.cut_message, status=200)
+        return chunks + self._tail()
+
+    def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        raise NotImplementedError
+
+    def _complete(self) -> bool:
+        raise NotImplementedError
+
+    def _tail(self) -> list[ChatCompletionChunk]:
+        """Chunks owed at the end of a complete stream (e.g. usage reported on the way)."""
+        return []
