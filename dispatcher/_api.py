@@ -166,6 +166,8 @@ async def _stream(stream: ChunkStream, receive: Receive, send: Send) -> None:
         (b"x-dispatcher-deployment", stream.deployment.encode()),
         (b"x-dispatcher-attempts", str(stream.attempts).encode()),
     ]
+    if stream.dropped_params:
+        headers.append((b"x-dispatcher-dropped-params", ",".join(stream.dropped_params).encode()))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         async with anyio.create_task_group() as tg:

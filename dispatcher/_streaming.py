@@ -44,11 +44,14 @@ class ChunkStream:
         reply: Reply,
         include_usage: bool,
         finish: Callable[[Outcome | None], None],
+        dropped_params: tuple[str, ...] = (),
     ) -> None:
         self.group = group
         self.deployment = deployment
         self.attempts = attempts
         """Attempts made, the committed one included."""
+        self.dropped_params = dropped_params
+        """Parameters the serving provider could not take (left out of its request)."""
         self._first = first
         self._receive = receive
         self._reply = reply

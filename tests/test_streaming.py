@@ -14,7 +14,7 @@ import msgspec
 import openai
 import pytest
 
-from .fakes import OpenAIFake, error, serve_app, sse, stream
+from .fakes import AzureFake, OpenAIFake, error, serve_app, sse, stream
 from .helpers import openai_deployment, running_daemon, uds_client
 
 pytestmark = pytest.mark.anyio
@@ -209,3 +209,22 @@ async def test_mock_stream_usage_only_when_asked(tmp_path: Path) -> None:
                 seen.append([e for e in await events(response) if e != "[DONE]" and e.get("usage")])
     assert seen[0] == []
     assert seen[1][0]["usage"]["total_tokens"] > 0
+
+
+async def test_stream_names_dropped_params(tmp_path: Path) -> None:
+    """A parameter the serving provider cannot take is left out and named in a header."""
+    azure = AzureFake(api_key=KEY, deployments=("dep",))
+    async with serve_app(azure) as url:
+        text = HEAD.replace('"primary" = ["spare"]', "") + (
+            '[[deployment]]\nname = "az"\ngroup = "g"\nprovider = "azure"\nmodel = "dep"\n'
+            f'api_base = "{url}"\napi_version = "2024-10-21"\napi_key = "{KEY}"\n'
+        )
+        async with running_daemon(text, tmp_path) as daemon, uds_client(daemon) as client:
+            body = {"model": "g", "stream": True, "reasoning_effort": "low",
+                    "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert response.headers["x-dispatcher-dropped-params"] == "reasoning_effort"
+                got = await events(response)
+    assert got[-1] == "[DONE]"
+    [received] = azure.requests
+    assert "reasoning_effort" not in received.json and received.json["stream"] is True
