@@ -179,3 +179,22 @@ def test_classification(
         retry_after,
         status,
     )
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra", "asked"),
+    [
+        pytest.param("openai", (), True, id="openai-asks-for-usage"),
+        pytest.param("openai-compatible", ('api_base = "http://vllm:8000/v1"',), False,
+                     id="compatible-left-alone"),
+    ],
+)  # fmt: skip
+def test_streamed_usage_is_requested_from_openai(
+    provider: str, extra: tuple[str, ...], asked: bool
+) -> None:
+    """OpenAI streams are asked for their usage chunk (metrics); other servers are not."""
+    streamed = msgspec.structs.replace(REQUEST, stream=True)
+    body = msgspec.json.decode(adapter(provider, *extra).build(streamed).body)
+    assert ("stream_options" in body) is asked
+    if asked:
+        assert body["stream_options"] == {"include_usage": True}

@@ -228,3 +228,22 @@ async def test_stream_names_dropped_params(tmp_path: Path) -> None:
     assert got[-1] == "[DONE]"
     [received] = azure.requests
     assert "reasoning_effort" not in received.json and received.json["stream"] is True
+
+
+async def test_openai_stream_usage_is_counted_but_not_shown_unasked(tmp_path: Path) -> None:
+    """The usage chunk the daemon asked OpenAI for feeds metrics, not the client."""
+    fake = OpenAIFake(api_key=KEY)
+    async with serve_app(fake) as url:
+        text = HEAD.replace('"primary" = ["spare"]', "") + openai_deployment(
+            "oai", "g", url, KEY
+        ).replace('provider = "openai-compatible"', 'provider = "openai"')
+        async with running_daemon(text, tmp_path) as daemon, uds_client(daemon) as client:
+            body = {"model": "g", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                got = await events(response)
+            tokens = daemon.registry.get_sample_value(
+                "dispatcher_tokens_total", {"group": "g", "deployment": "oai", "kind": "completion"}
+            )
+    assert not any(e != "[DONE]" and e.get("usage") for e in got)
+    assert fake.requests[0].json["stream_options"] == {"include_usage": True}
+    assert tokens and tokens > 0

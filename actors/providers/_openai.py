@@ -19,6 +19,7 @@ from .._chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
+    StreamOptions,
     chunk_decoder,
     completion_decoder,
     encoder,
@@ -38,6 +39,7 @@ from ._toolids import IdRule, conform_tool_ids, pattern_rule
 OPENAI_BASE: Final = "https://api.openai.com/v1"
 OPENAI_TOOL_ID: Final[IdRule] = pattern_rule(r".+", max_length=40)
 """OpenAI accepts any tool-call id of at most 40 characters (PROVIDERS.md §1.3)."""
+_INCLUDE_USAGE: Final = StreamOptions(include_usage=True)
 AZURE_REASONING_SINCE: Final = "2024-12-01-preview"
 """Older Azure api-versions answer `Unknown parameter: 'reasoning_effort'`."""
 
@@ -131,10 +133,13 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
 class OpenAIAdapter:
     """OpenAI, OpenAI-compatible servers, and Azure OpenAI (both URL forms)."""
 
-    __slots__ = ("_headers", "_model", "_url", "auth", "supported_params")
+    __slots__ = ("_headers", "_model", "_stream_usage", "_url", "auth", "supported_params")
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
+        # OpenAI itself always takes stream_options: ask for the usage chunk so streamed
+        # tokens are counted; the client sees it only if it asked (ChunkStream filters).
+        self._stream_usage = spec.provider == "openai"
         self.auth: httpx.Auth | None = None
         self.supported_params = OPTIONAL_PARAMS
         if (
@@ -168,6 +173,12 @@ class OpenAIAdapter:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), OPENAI_TOOL_ID)
         body = msgspec.structs.replace(request, model=self._model)
+        if (
+            self._stream_usage
+            and request.stream
+            and not (request.stream_options and request.stream_options.include_usage)
+        ):
+            body = msgspec.structs.replace(body, stream_options=_INCLUDE_USAGE)
         return HttpRequest(
             method="POST",
             url=self._url,
