@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -22,7 +23,7 @@ from ._errors import error_answer, simple_error
 from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest
 from ._metrics import Metrics
 from ._streaming import ChunkStream
-from ._supervisor import Supervisor
+from ._supervisor import Dispatched, Supervisor
 
 if TYPE_CHECKING:
     from ._jobs_api import JobsApi
@@ -95,13 +96,23 @@ class Api:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        supervisor = self.supervisor
         try:
             body = await _read_body(scope, receive, self.max_body_bytes)
             call = _decode_call(body)
-            if call.stream:
-                stream = await self.supervisor.open_stream(call)
+            done = await _unless_client_leaves(
+                receive,
+                partial(supervisor.open_stream if call.stream else supervisor.complete, call),
+            )
+            if not done:
+                return  # the client left: the supervisor cancelled the upstream call
+            [value] = done
+            if isinstance(value, DispatchError):
+                raise value
+            if isinstance(value, ChunkStream):
+                stream = value
             else:
-                result = await self.supervisor.complete(call)
+                result = value
         except ClientGone:
             return
         except DispatchError as exc:
@@ -179,6 +190,21 @@ async def _stream(stream: ChunkStream, receive: Receive, send: Send) -> None:
             tg.cancel_scope.cancel()
     finally:
         stream.close()
+
+
+async def _unless_client_leaves(
+    receive: Receive, work: Callable[[], Awaitable[Dispatched | ChunkStream]]
+) -> list[Dispatched | ChunkStream | DispatchError]:
+    """`work`'s result or error, or nothing if the client disconnected first (cancelling it)."""
+    done: list[Dispatched | ChunkStream | DispatchError] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+        try:
+            done.append(await work())
+        except DispatchError as exc:
+            done.append(exc)
+        tg.cancel_scope.cancel()
+    return done
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

@@ -264,6 +264,9 @@ class Supervisor:
                 )
             self.metrics.rejected(reason)
             raise NoCapacity(reason, max(retry_at - monotonic(), 0.0), group)
+        except anyio.get_cancelled_exc_class():
+            outcome_label = "cancelled"  # the client went away (or the daemon is stopping)
+            raise
         finally:
             if outcome_label != "streaming":  # a stream records itself when it ends
                 self.metrics.request(group, outcome_label, monotonic() - started)

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -18,7 +19,7 @@ import pytest
 from config import parse_config
 from dispatcher import Daemon, DaemonError
 
-from .fakes import OpenAIFake, serve_app, wait
+from .fakes import OpenAIFake, hang, serve_app, wait
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +222,28 @@ api_key = "sk-fake"
             daemon.stop()
         [response] = responses
         assert response.status_code == 200
+
+
+async def test_client_that_leaves_cancels_the_upstream_call(tmp_path: Path) -> None:
+    """A non-streamed request whose client disconnects stops its upstream call at once."""
+    fake = OpenAIFake(api_key="sk-fake")
+    fake.script(hang())
+    async with serve_app(fake) as url:
+        text = CONFIG + (
+            '[[deployment]]\nname = "up"\ngroup = "real"\nprovider = "openai-compatible"\n'
+            f'model = "gpt-4o-mini"\napi_base = "{url}/v1"\napi_key = "sk-fake"\n'
+        )
+        async with running(tmp_path, text) as daemon:
+            async with uds_client(daemon) as client, anyio.create_task_group() as tg:
+                body = {"model": "real", "messages": [{"role": "user", "content": "x"}]}
+                tg.start_soon(partial(client.post, "/v1/chat/completions", json=body))
+                [record] = await fake.wait_for_requests(1)
+                tg.cancel_scope.cancel()  # the client gives up and closes its connection
+            with anyio.fail_after(10):
+                await record.wait_finished()
+            assert record.disconnected
+            await anyio.wait_all_tasks_blocked()
+            cancelled = daemon.registry.get_sample_value(
+                "dispatcher_requests_total", {"group": "real", "outcome": "cancelled"}
+            )
+            assert cancelled == 1
