@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-Role = Literal["system", "developer", "user", "assistant", "tool"]
-
 
 class _Strict(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Request-side Struct: immutable, and unknown fields are a client error."""

@@ -139,14 +139,6 @@ class DeploymentActor:
                     f"{', '.join(missing)} (drop_params = false)",
                 )
 
-    def available_at(self, now: float) -> float:
-        """When (`time.monotonic()`) the breaker lets attempts through again."""
-        return (
-            max(now, self._breaker.open_until)
-            if self._breaker.state(now) is BreakerState.OPEN
-            else now
-        )
-
     # -- lifecycle -------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

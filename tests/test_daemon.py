@@ -247,3 +247,16 @@ async def test_client_that_leaves_cancels_the_upstream_call(tmp_path: Path) -> N
                 "dispatcher_requests_total", {"group": "real", "outcome": "cancelled"}
             )
             assert cancelled == 1
+
+
+async def test_optional_tcp_listener_serves_the_same_routes(tmp_path: Path) -> None:
+    """[server].listen adds a TCP listener with the socket's routes."""
+    text = CONFIG.replace('metrics = "127.0.0.1:0"', 'metrics = ""\nlisten = "127.0.0.1:0"')
+    async with running(tmp_path, text) as daemon:
+        assert daemon.tcp_address is not None
+        host, port = daemon.tcp_address
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+            body = {"model": "mini", "messages": [{"role": "user", "content": "over tcp"}]}
+            response = await client.post("/v1/chat/completions", json=body)
+    assert response.json()["choices"][0]["message"]["content"] == "mock: over tcp"
+    assert daemon.metrics_address is None
