@@ -10,6 +10,7 @@ calls the provider, classifies the outcome, and answers the attempt's reply.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import monotonic
 from typing import Final
 
@@ -89,6 +90,7 @@ class DeploymentActor:
         self._latency: float | None = None
         self._running = False
         self._secret = spec.api_key.reveal() if spec.api_key is not None else None
+        self._when_idle: set[Callable[[], None]] = set()
 
     # -- admission (synchronous) -----------------------------------------
 
@@ -138,6 +140,10 @@ class DeploymentActor:
                     f"{self.spec.provider} deployment {self.name!r} does not support "
                     f"{', '.join(missing)} (drop_params = false)",
                 )
+
+    def notify_when_idle(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the next attempt finishes (a worker frees up)."""
+        self._when_idle.add(callback)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -210,6 +216,10 @@ class DeploymentActor:
                     start,
                 )
         self._inflight -= 1
+        if self._when_idle:
+            callbacks, self._when_idle = self._when_idle, set()
+            for callback in callbacks:
+                callback()
         if attempt.chunks is not None:
             attempt.chunks.close()
         now = monotonic()

@@ -52,8 +52,6 @@ from ._supervisor import Supervisor
 
 logger = logging.getLogger("dispatcher.jobs")
 
-_RECHECK_S: Final = 0.02
-"""While jobs wait for room that only live requests hold, look again this often."""
 _BACKOFF_S: Final = (0.005, 1.0)
 
 
@@ -253,6 +251,9 @@ class Jobs:
         self._counts["queued"] += 1
         self._push(live)
 
+    def _wake_up(self) -> None:
+        self._wake.set()
+
     def _push(self, live: LiveJob) -> None:
         self._queue.push(live)
         self._wake.set()
@@ -261,9 +262,12 @@ class Jobs:
         while not self._stopping:
             now = anyio.current_time()
             due = self._queue.promote(now)
-            blocked = self._launch(tg)
-            timeout = min(due - now, _RECHECK_S) if blocked else due - now
-            with anyio.move_on_after(timeout):
+            if self._launch(tg):
+                # Jobs wait for room that live requests hold: wake when a worker frees up.
+                for members in self._lane_supervisor().router.groups.values():
+                    for actor in members:
+                        actor.notify_when_idle(self._wake_up)
+            with anyio.move_on_after(due - now):
                 await self._wake.wait()
             self._wake = anyio.Event()
 
