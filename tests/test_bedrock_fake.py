@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from actors.providers._bedrock_sigv4 import BedrockSigV4
 

@@ -91,7 +91,7 @@ def sign(request: httpx.Request, credentials: Any, region: str) -> None:
 
 def _resolve_credentials() -> Any:
     _botocore()
-    import botocore.session  # type: ignore[import-untyped]
+    import botocore.session
 
     credentials = botocore.session.get_session().get_credentials()
     if credentials is None:
@@ -106,8 +106,8 @@ def _resolve_credentials() -> Any:
 
 def _botocore() -> tuple[Any, Any]:
     try:
-        from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-        from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
     except ImportError:
         raise ProviderError(
             ErrorClass.AUTH,

@@ -239,7 +239,7 @@ def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes, event: str) -> _T
 def _eventstream() -> tuple[Any, tuple[type[Exception], ...]]:
     """botocore's `EventStreamBuffer`, and the errors a bad frame raises in it."""
     try:
-        from botocore.eventstream import (  # type: ignore[import-untyped]
+        from botocore.eventstream import (
             EventStreamBuffer,
             ParserError,
         )

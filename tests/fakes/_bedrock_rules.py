@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import botocore.session  # type: ignore[import-untyped]
+import botocore.session
 
 _TYPE_NAMES: Final[Mapping[str, type | tuple[type, ...]]] = {
     "string": str, "blob": str, "boolean": bool, "integer": int, "long": int,
