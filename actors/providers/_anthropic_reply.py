@@ -33,8 +33,8 @@ from msgspec import UNSET, Struct
 
 from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, retry_after
-from ._chat_parts import created_at, garbage
+from ._base import excerpt, garbage, retry_after
+from ._chat_parts import created_at
 
 FINISH_REASONS: Final[Mapping[str, str]] = {
     "end_turn": "stop",
@@ -82,7 +82,7 @@ def parse_message(
     try:
         message = _message_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise garbage("anthropic", status, body, exc) from None
+        raise garbage("anthropic response", body, exc, status=status) from None
     texts: list[str] = []
     calls: list[ToolCall] = []
     for block in message.content:
@@ -90,7 +90,9 @@ def parse_message(
             texts.append(block.text)
         elif block.type == "tool_use":
             if block.id is None or block.name is None or not isinstance(block.input, dict):
-                raise garbage("anthropic", status, body, "tool_use without id, name or input")
+                raise garbage(
+                    "anthropic response", body, "tool_use without id, name or input", status=status
+                )
             arguments = msgspec.json.encode(block.input).decode()
             calls.append(
                 ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments))

@@ -43,7 +43,7 @@ from ._anthropic_reply import (
     classify_anthropic_event,
     openai_usage,
 )
-from ._base import excerpt
+from ._base import decode_or_garbage
 from ._sse import ServerSentEvent, SSEStreamParser
 
 
@@ -142,14 +142,7 @@ class AnthropicStreamParser(SSEStreamParser):
         raw = sse.data
         if not raw.strip():
             return
-        try:
-            event = _event_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR,
-                f"invalid anthropic stream event ({exc}): {excerpt(raw)}",
-                status=200,
-            ) from None
+        event = decode_or_garbage(_event_decoder, raw, "anthropic stream event")
         match event.type or sse.event:
             case "message_start":
                 message = event.message or _Message()

@@ -11,14 +11,16 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import httpx
 import msgspec
 from msgspec import UNSET, Struct
 
 from .._chat import ChatCompletion, ChatCompletionChunk, ChatRequest
-from .._exceptions import ProviderError
+from .._exceptions import ErrorClass, ProviderError
+
+_T = TypeVar("_T")
 
 
 class HttpRequest(Struct, frozen=True, kw_only=True):
@@ -115,6 +117,23 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def garbage(what: str, body: bytes, problem: object, *, status: int = 200) -> ProviderError:
+    """The `server_error` for an answer that is not what the provider promised."""
+    return ProviderError(
+        ErrorClass.SERVER_ERROR, f"invalid {what} ({problem}): {excerpt(body)}", status=status
+    )
+
+
+def decode_or_garbage(
+    decoder: msgspec.json.Decoder[_T], body: bytes, what: str, *, status: int = 200
+) -> _T:
+    """`body` decoded; invalid JSON or the wrong shape is a `server_error` naming `what`."""
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise garbage(what, body, exc, status=status) from None
 
 
 def excerpt(body: bytes, limit: int = 200) -> str:

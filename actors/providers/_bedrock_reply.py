@@ -16,7 +16,7 @@ from msgspec import UNSET, Struct
 
 from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage, encoder
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, retry_after
+from ._base import decode_or_garbage, excerpt, retry_after
 
 _FINISH: Final[Mapping[str, str]] = {
     "end_turn": "stop",
@@ -86,14 +86,7 @@ def parse_converse(
     body: bytes, *, model: str, request_id: str | None = None, created: int | None = None
 ) -> ChatCompletion:
     """A `chat.completion` from a Converse answer; garbage is a `server_error` with an excerpt."""
-    try:
-        decoded = _response_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProviderError(
-            ErrorClass.SERVER_ERROR,
-            f"bedrock: invalid Converse response ({exc}): {excerpt(body)}",
-            status=200,
-        ) from None
+    decoded = decode_or_garbage(_response_decoder, body, "Converse response")
     texts = [block.text for block in decoded.output.message.content if block.text is not None]
     calls = tuple(
         ToolCall(

@@ -34,7 +34,7 @@ from msgspec import Struct
 
 from .._chat import ChatCompletionChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt
+from ._base import decode_or_garbage
 from ._bedrock_reply import (
     TokenUsage,
     classify_stream_exception,
@@ -225,14 +225,7 @@ class ConverseStreamParser:
 
 
 def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes, event: str) -> _T:
-    try:
-        return decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProviderError(
-            ErrorClass.SERVER_ERROR,
-            f"bedrock: invalid {event} event ({exc}): {excerpt(payload)}",
-            status=200,
-        ) from None
+    return decode_or_garbage(decoder, payload, f"{event} event")
 
 
 @functools.cache

@@ -19,8 +19,7 @@ import msgspec
 from msgspec import UNSET
 
 from .._chat import AssistantMessage, ChatRequest, TextPart, ToolCall
-from .._exceptions import ErrorClass, ProviderError, Unsupported
-from ._base import excerpt
+from .._exceptions import Unsupported
 
 _DATA_URL: Final = re.compile(
     r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)", re.S
@@ -120,12 +119,3 @@ def created_at(headers: Mapping[str, str]) -> int:
         except (TypeError, ValueError):
             pass
     return int(time.time())
-
-
-def garbage(provider: str, status: int, body: bytes, problem: object) -> ProviderError:
-    """The `server_error` for a success answer that is not the provider's JSON."""
-    return ProviderError(
-        ErrorClass.SERVER_ERROR,
-        f"invalid {provider} response ({problem}): {excerpt(body)}",
-        status=status,
-    )

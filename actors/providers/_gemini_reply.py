@@ -38,8 +38,8 @@ from msgspec import UNSET, Struct
 
 from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, retry_after
-from ._chat_parts import created_at, garbage
+from ._base import excerpt, garbage, retry_after
+from ._chat_parts import created_at
 from ._toolids import universal_id
 
 _FILTERED: Final = frozenset({
@@ -108,10 +108,15 @@ def parse_generate_response(
     try:
         response = _response_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise garbage("gemini", status, body, exc) from None
+        raise garbage("gemini response", body, exc, status=status) from None
     blocked = response.prompt_feedback and response.prompt_feedback.block_reason
     if not response.candidates and not blocked:
-        raise garbage("gemini", status, body, "no candidates and no promptFeedback.blockReason")
+        raise garbage(
+            "gemini response",
+            body,
+            "no candidates and no promptFeedback.blockReason",
+            status=status,
+        )
     # Gemini mints no call ids unless it echoes ours: derive stable ones from the answer.
     response_id = response.response_id or hashlib.blake2b(body, digest_size=12).hexdigest()
     choices = tuple(

@@ -38,8 +38,8 @@ from .._chat import (
     ToolCallDelta,
     Usage,
 )
-from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt
+from .._exceptions import ProviderError
+from ._base import decode_or_garbage
 from ._gemini_reply import (
     GeminiCall,
     StreamEvent,
@@ -109,14 +109,7 @@ class GeminiStreamParser(SSEStreamParser):
     def _event(self, raw: bytes, out: list[ChatCompletionChunk]) -> None:
         if not raw.strip():
             return
-        try:
-            event = _event_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR,
-                f"invalid gemini stream event ({exc}): {excerpt(raw)}",
-                status=200,
-            ) from None
+        event = decode_or_garbage(_event_decoder, raw, "gemini stream event")
         if event.error is not None:
             found = classify_gemini_error(event.error.code or 500, {}, raw)
             raise ProviderError(

@@ -10,7 +10,7 @@ from msgspec import UNSET, Struct
 
 from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage, encoder
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, retry_after
+from ._base import decode_or_garbage, excerpt, retry_after
 
 FINISH: Final[Mapping[str, str]] = {"model_length": "length"}
 """Mistral finish reasons OpenAI spells otherwise (`error` is a provider error instead)."""
@@ -56,14 +56,7 @@ _completion_decoder: Final = msgspec.json.Decoder(_Completion)
 
 def parse_mistral(body: bytes) -> ChatCompletion:
     """A `chat.completion` from Mistral's; garbage or `finish_reason: error` raise."""
-    try:
-        decoded = _completion_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProviderError(
-            ErrorClass.SERVER_ERROR,
-            f"mistral: invalid chat.completion ({exc}): {excerpt(body)}",
-            status=200,
-        ) from None
+    decoded = decode_or_garbage(_completion_decoder, body, "mistral chat.completion")
     if not decoded.choices:
         raise ProviderError(
             ErrorClass.SERVER_ERROR, f"mistral: no choices: {excerpt(body)}", status=200

@@ -40,7 +40,7 @@ from .._chat import (
     encoder,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt
+from ._base import decode_or_garbage, excerpt
 from ._mistral_reply import FINISH, classify_mistral_error, response_text
 from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import universal_id
@@ -167,14 +167,7 @@ class MistralStreamParser(SSEStreamParser):
         return out
 
     def _translate(self, raw: bytes, out: list[ChatCompletionChunk]) -> None:
-        try:
-            chunk = _chunk_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ProviderError(
-                ErrorClass.SERVER_ERROR,
-                f"mistral: invalid chat.completion.chunk ({exc}): {excerpt(raw)}",
-                status=200,
-            ) from None
+        chunk = decode_or_garbage(_chunk_decoder, raw, "mistral chat.completion.chunk")
         if chunk.error is not None or chunk.object == "error":
             raise _in_band_error(chunk)
         if not self._id:

@@ -28,6 +28,7 @@ from .._exceptions import ErrorClass, ProviderError
 from ._base import (
     OPTIONAL_PARAMS,
     HttpRequest,
+    decode_or_garbage,
     drop_params,
     excerpt,
     retry_after,
@@ -120,14 +121,7 @@ def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) 
 
 def parse_openai_completion(body: bytes) -> ChatCompletion:
     """Decode a `chat.completion`; garbage is a `server_error` with an excerpt."""
-    try:
-        return completion_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProviderError(
-            ErrorClass.SERVER_ERROR,
-            f"invalid chat.completion from provider ({exc}): {excerpt(body)}",
-            status=200,
-        ) from None
+    return decode_or_garbage(completion_decoder, body, "chat.completion")
 
 
 class OpenAIAdapter:
@@ -236,14 +230,7 @@ class OpenAIStreamParser(SSEStreamParser):
                 continue
             if b'"error"' in raw:
                 _raise_in_band(raw, out)
-            try:
-                chunk = chunk_decoder.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise ProviderError(
-                    ErrorClass.SERVER_ERROR,
-                    f"invalid chat.completion.chunk ({exc}): {excerpt(raw)}",
-                    status=200,
-                ) from None
+            chunk = decode_or_garbage(chunk_decoder, raw, "chat.completion.chunk")
             if any(choice.finish_reason for choice in chunk.choices):
                 self._finished = True
             out.append(chunk)
