@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from actors import DeploymentActor
 from config import Config, parse_config
-from dispatcher import Metrics, Router, Supervisor
+from dispatcher import Daemon, Metrics, Router, Supervisor
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 
 
 def chat_json(model: str = "g", text: str = "hi", **extra: Any) -> dict[str, Any]:
@@ -111,10 +113,8 @@ def deployments(*specs: str, router: str = "") -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(config_text: str, base_dir: Any) -> AsyncIterator[Any]:
+async def running_daemon(config_text: str, base_dir: Path) -> AsyncIterator[Daemon]:
     """A `Daemon` serving `config_text` in this event loop (stopped on exit)."""
-    from dispatcher import Daemon
-
     daemon = Daemon(parse_config(config_text), base_dir)
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)
@@ -124,10 +124,8 @@ async def running_daemon(config_text: str, base_dir: Any) -> AsyncIterator[Any]:
             daemon.stop()
 
 
-def uds_client(daemon: Any, **kwargs: Any) -> httpx.AsyncClient:
+def uds_client(daemon: Daemon, **kwargs: Any) -> httpx.AsyncClient:
     """An httpx client for a daemon's Unix socket."""
-    import os
-
     transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
     return httpx.AsyncClient(transport=transport, base_url="http://dispatcher", **kwargs)
 

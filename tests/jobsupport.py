@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 
-from config import parse_config
 from dispatcher import Daemon
+
+from .helpers import running_daemon, uds_client
 
 
 def config_text(
@@ -54,21 +52,13 @@ model = "mock-mini"
 """
 
 
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path, text: str) -> AsyncIterator[Daemon]:
+def running(tmp_path: Path, text: str) -> contextlib.AbstractAsyncContextManager[Daemon]:
     """Run a daemon in this event loop; `stop()` it on exit and wait until it returns."""
-    daemon = Daemon(parse_config(text), tmp_path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(daemon.run)
-        try:
-            yield daemon
-        finally:
-            daemon.stop()
+    return running_daemon(text, tmp_path)
 
 
 def client(daemon: Daemon) -> httpx.AsyncClient:
-    transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
-    return httpx.AsyncClient(transport=transport, base_url="http://dispatcher", timeout=30)
+    return uds_client(daemon, timeout=30)
 
 
 def job_body(model: str = "mini", text: str = "hi", **envelope: Any) -> dict[str, Any]:

@@ -132,3 +132,42 @@ def streamed_text(got: Sequence[Any]) -> str:
         for event in got
         if isinstance(event, dict) and event.get("choices")
     )
+
+
+WEATHER: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+FORCED: Any = {"type": "function", "function": {"name": "get_weather"}}
+
+
+async def sdk_stream(client: openai.AsyncOpenAI, text: str, **create: Any) -> dict[str, Any]:
+    """Stream one answer to `text` from group "primary" through the SDK, as its user reads it:
+    the text, the tool calls by index (id, name, concatenated arguments), the last finish
+    reason, and the usage chunk (None unless one arrived)."""
+    content, finish, usage = "", None, None
+    calls: dict[int, dict[str, str]] = {}
+    messages = [{"role": "user", "content": text}]
+    async for piece in await client.chat.completions.create(
+        model="primary", stream=True, messages=messages, **create
+    ):
+        usage = piece.usage or usage
+        for choice in piece.choices:
+            content += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+            for call in choice.delta.tool_calls or ():
+                entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                entry["id"] = call.id or entry["id"]
+                if call.function:
+                    entry["name"] = call.function.name or entry["name"]
+                    entry["arguments"] += call.function.arguments or ""
+    return {"text": content, "calls": list(calls.values()), "finish": finish, "usage": usage}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ import anyio
 import httpx
 import pytest
 
-from config import parse_config
-from dispatcher import Daemon
-
 from .fakes import AnthropicFake, anthropic_overloaded, check_messages_request, serve_app
+from .helpers import running_daemon, uds_client
 
 pytestmark = pytest.mark.anyio
 
@@ -76,15 +73,8 @@ api_key = "{KEY}"
 @contextlib.asynccontextmanager
 async def dispatcher(tmp_path: Path, fake: AnthropicFake) -> AsyncIterator[httpx.AsyncClient]:
     async with serve_app(fake) as url:
-        daemon = Daemon(parse_config(config(url)), tmp_path)
-        async with anyio.create_task_group() as tg:
-            await tg.start(daemon.run)
-            transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
-            try:
-                async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
-                    yield client
-            finally:
-                daemon.stop()
+        async with running_daemon(config(url), tmp_path) as daemon, uds_client(daemon) as client:
+            yield client
 
 
 async def chat(client: httpx.AsyncClient, **body: Any) -> httpx.Response:

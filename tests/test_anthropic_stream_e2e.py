@@ -20,14 +20,20 @@ from .fakes import (
     stream,
 )
 from .helpers import running_daemon, uds_client
-from .provider_streams import events, sdk, streamed_text, two_deployments
+from .provider_streams import (
+    FORCED,
+    WEATHER,
+    events,
+    sdk,
+    sdk_stream,
+    streamed_text,
+    two_deployments,
+)
 
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-ant-stream"
 MODEL = "claude-sonnet-4-5"
-CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": CITY}}]
 HI = {"model": "primary", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -40,42 +46,16 @@ async def test_text_and_tool_call_streams_arrive_whole_through_the_sdk(tmp_path:
     fake = AnthropicFake(api_key=KEY)
     async with serve_app(fake) as url, running_daemon(config(url, url), tmp_path) as daemon:
         async with sdk(daemon) as client:
-            text, usage = "", None
-            async for piece in await client.chat.completions.create(
-                model="primary",
-                stream=True,
-                stream_options={"include_usage": True},
-                messages=[{"role": "user", "content": "hello"}],
-            ):
-                text += piece.choices[0].delta.content or "" if piece.choices else ""
-                usage = piece.usage or usage
-            calls: dict[int, dict[str, str]] = {}
-            finish = None
-            async for piece in await client.chat.completions.create(
-                model="primary",
-                stream=True,
-                messages=[{"role": "user", "content": "weather?"}],
-                tools=TOOLS,
-                tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            ):
-                assert piece.usage is None  # not asked for
-                for fragment in piece.choices[0].delta.tool_calls or []:
-                    entry = calls.setdefault(
-                        fragment.index, {"id": "", "name": "", "arguments": ""}
-                    )
-                    if fragment.id:
-                        entry["id"] = fragment.id
-                    if fragment.function and fragment.function.name:
-                        entry["name"] = fragment.function.name
-                    if fragment.function and fragment.function.arguments:
-                        entry["arguments"] += fragment.function.arguments
-                finish = piece.choices[0].finish_reason or finish
-    assert text == "anthropic: hello"
+            text = await sdk_stream(client, "hello", stream_options={"include_usage": True})
+            tool = await sdk_stream(client, "weather?", tools=WEATHER, tool_choice=FORCED)
+    assert text["text"] == "anthropic: hello"
+    usage = text["usage"]
     assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
-    [call] = calls.values()
+    assert tool["usage"] is None  # not asked for
+    [call] = tool["calls"]
     assert call["id"].startswith("toolu_") and call["name"] == "get_weather"
     assert msgspec.json.decode(call["arguments"]) == {"city": "fake"}
-    assert finish == "tool_calls"
+    assert tool["finish"] == "tool_calls"
     assert [r.json["stream"] for r in fake.requests] == [True, True]
     assert fake.requests[0].headers["accept"] == "text/event-stream"
 

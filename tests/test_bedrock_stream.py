@@ -34,11 +34,14 @@ from .fakes import (
 from .fakes import bedrock_text_delta as text_delta
 from .helpers import running_daemon, uds_client
 from .provider_streams import (
+    FORCED,
+    WEATHER,
     assemble,
     assert_split_invariant,
     events,
     run,
     sdk,
+    sdk_stream,
     split,
     streamed_text,
     two_deployments,
@@ -54,8 +57,6 @@ ADAPTER = BedrockAdapter(
         'region = "us-east-1"\napi_key = "k"\n'
     ).deployment[0]
 )
-CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-TOOLS: list[Any] = [{"type": "function", "function": {"name": "get_weather", "parameters": CITY}}]
 
 
 def parser() -> ConverseStreamParser:
@@ -291,30 +292,13 @@ async def test_text_and_tool_streams_arrive_whole_through_the_sdk(tmp_path: Path
     fake = BedrockFake(api_key=KEY)
     async with serve_app(fake) as url, running_daemon(config(url, url), tmp_path) as daemon:
         async with sdk(daemon) as client:
-            text = ""
-            async for piece in await client.chat.completions.create(
-                model="primary", stream=True, messages=[{"role": "user", "content": "hello"}]
-            ):
-                text += (piece.choices[0].delta.content or "") if piece.choices else ""
-            calls: dict[int, dict[str, str]] = {}
-            finish = None
-            async for piece in await client.chat.completions.create(
-                model="primary", stream=True, messages=[{"role": "user", "content": "weather?"}],
-                tools=TOOLS,
-                tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            ):  # fmt: skip
-                for call in piece.choices[0].delta.tool_calls or [] if piece.choices else []:
-                    entry = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                    entry["id"] = call.id or entry["id"]
-                    if call.function and call.function.name:
-                        entry["name"] = call.function.name
-                    entry["arguments"] += (call.function.arguments or "") if call.function else ""
-                finish = piece.choices[0].finish_reason if piece.choices else finish
-    assert text == "bedrock: hello"
-    [made] = calls.values()
+            text = await sdk_stream(client, "hello")
+            tool = await sdk_stream(client, "weather?", tools=WEATHER, tool_choice=FORCED)
+    assert text["text"] == "bedrock: hello"
+    [made] = tool["calls"]
     assert made["name"] == "get_weather" and made["id"].startswith("tooluse_")
     assert msgspec.json.decode(made["arguments"]) == {"city": "fake"}
-    assert finish == "tool_calls"
+    assert tool["finish"] == "tool_calls"
     assert [r.path.rsplit("/", 1)[-1] for r in fake.requests] == ["converse-stream"] * 2
 
 

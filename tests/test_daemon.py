@@ -6,7 +6,6 @@ import contextlib
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from config import parse_config
 from dispatcher import Daemon, DaemonError
 
 from .fakes import OpenAIFake, hang, serve_app, wait
+from .helpers import running_daemon, uds_client
 
 pytestmark = pytest.mark.anyio
 
@@ -46,20 +46,8 @@ fail_status = 503
 """
 
 
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path, text: str = CONFIG) -> AsyncIterator[Daemon]:
-    daemon = Daemon(parse_config(text), tmp_path)
-    async with anyio.create_task_group() as tg:
-        await tg.start(daemon.run)
-        try:
-            yield daemon
-        finally:
-            daemon.stop()
-
-
-def uds_client(daemon: Daemon) -> httpx.AsyncClient:
-    transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
-    return httpx.AsyncClient(transport=transport, base_url="http://dispatcher")
+def running(tmp_path: Path, text: str = CONFIG) -> contextlib.AbstractAsyncContextManager[Daemon]:
+    return running_daemon(text, tmp_path)
 
 
 async def test_socket_is_private_and_removed_on_stop(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ import msgspec
 import pytest
 
 from actors import ChatCall
-from config import parse_config
-from dispatcher import Daemon
 
 from .fakes import (
     AnthropicFake,
@@ -25,7 +22,7 @@ from .fakes import (
     gemini_rate_limited,
     serve_app,
 )
-from .helpers import stack
+from .helpers import running_daemon, stack, uds_client
 from .test_anthropic_e2e import SEED_HISTORY, SEED_ID, TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -61,15 +58,8 @@ allowed_fails = 1000
 async def dispatcher(tmp_path: Path, fake: GeminiFake) -> AsyncIterator[httpx.AsyncClient]:
     async with serve_app(fake) as url:
         text = HEAD + deployment("gem", "gemini", MODEL, url, KEY)
-        daemon = Daemon(parse_config(text), tmp_path)
-        async with anyio.create_task_group() as tg:
-            await tg.start(daemon.run)
-            transport = httpx.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
-            try:
-                async with httpx.AsyncClient(transport=transport, base_url="http://d") as client:
-                    yield client
-            finally:
-                daemon.stop()
+        async with running_daemon(text, tmp_path) as daemon, uds_client(daemon) as client:
+            yield client
 
 
 async def chat(client: httpx.AsyncClient, **body: Any) -> httpx.Response:

@@ -21,14 +21,20 @@ from .fakes import (
     stream,
 )
 from .helpers import running_daemon, uds_client
-from .provider_streams import events, sdk, streamed_text, two_deployments
+from .provider_streams import (
+    FORCED,
+    WEATHER,
+    events,
+    sdk,
+    sdk_stream,
+    streamed_text,
+    two_deployments,
+)
 
 pytestmark = pytest.mark.anyio
 
 KEY = "gm-stream"
 MODEL = "gemini-2.5-flash"
-CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-TOOLS: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": CITY}}]
 HI = {"model": "primary", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -41,40 +47,16 @@ async def test_text_and_tool_call_streams_arrive_whole_through_the_sdk(tmp_path:
     fake = GeminiFake(api_key=KEY)
     async with serve_app(fake) as url, running_daemon(config(url, url), tmp_path) as daemon:
         async with sdk(daemon) as client:
-            text, usage = "", None
-            async for piece in await client.chat.completions.create(
-                model="primary",
-                stream=True,
-                stream_options={"include_usage": True},
-                messages=[{"role": "user", "content": "hello"}],
-            ):
-                text += piece.choices[0].delta.content or "" if piece.choices else ""
-                usage = piece.usage or usage
-            calls: dict[int, dict[str, str]] = {}
-            finish = None
-            async for piece in await client.chat.completions.create(
-                model="primary",
-                stream=True,
-                messages=[{"role": "user", "content": "weather?"}],
-                tools=TOOLS,
-                tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            ):
-                assert piece.usage is None  # not asked for
-                for fragment in piece.choices[0].delta.tool_calls or []:
-                    entry = calls.setdefault(fragment.index, {"id": "", "name": "", "args": ""})
-                    if fragment.id:
-                        entry["id"] = fragment.id
-                    if fragment.function and fragment.function.name:
-                        entry["name"] = fragment.function.name
-                    if fragment.function and fragment.function.arguments:
-                        entry["args"] += fragment.function.arguments
-                finish = piece.choices[0].finish_reason or finish
-    assert text == "gemini: hello"
+            text = await sdk_stream(client, "hello", stream_options={"include_usage": True})
+            tool = await sdk_stream(client, "weather?", tools=WEATHER, tool_choice=FORCED)
+    assert text["text"] == "gemini: hello"
+    usage = text["usage"]
     assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
-    [call] = calls.values()
+    assert tool["usage"] is None  # not asked for
+    [call] = tool["calls"]
     assert call["id"] and call["name"] == "get_weather"
-    assert msgspec.json.decode(call["args"]) == {"city": "fake"}
-    assert finish == "tool_calls"
+    assert msgspec.json.decode(call["arguments"]) == {"city": "fake"}
+    assert tool["finish"] == "tool_calls"
     assert [(r.path.rsplit(":", 1)[1], r.query) for r in fake.requests] == [
         ("streamGenerateContent", {"alt": "sse"})
     ] * 2

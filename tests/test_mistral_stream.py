@@ -21,11 +21,13 @@ from config import parse_config
 from .fakes import MistralFake, mistral_rate_limited, serve_app, sse, stream
 from .helpers import running_daemon, uds_client
 from .provider_streams import (
+    WEATHER,
     assemble,
     assert_split_invariant,
     events,
     run,
     sdk,
+    sdk_stream,
     split,
     streamed_text,
     two_deployments,
@@ -41,8 +43,6 @@ ADAPTER = MistralAdapter(
         f'api_key = "{KEY}"\n'
     ).deployment[0]
 )
-CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-TOOLS: list[Any] = [{"type": "function", "function": {"name": "get_weather", "parameters": CITY}}]
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 
 
@@ -227,33 +227,15 @@ async def test_text_and_tool_streams_arrive_whole_through_the_sdk(tmp_path: Path
     fake = MistralFake(api_key=KEY)
     async with serve_app(fake) as url, running_daemon(config(url, url), tmp_path) as daemon:
         async with sdk(daemon) as client:
-            text, usage = "", None
-            async for piece in await client.chat.completions.create(
-                model="primary", stream=True, messages=[{"role": "user", "content": "hello"}],
-                stream_options={"include_usage": True},
-            ):  # fmt: skip
-                text += (piece.choices[0].delta.content or "") if piece.choices else ""
-                usage = piece.usage or usage
-            calls: dict[int, dict[str, str]] = {}
-            finish = None
-            async for piece in await client.chat.completions.create(
-                model="primary", stream=True, messages=[{"role": "user", "content": "weather?"}],
-                tools=TOOLS, tool_choice="required",
-            ):  # fmt: skip
-                assert piece.usage is None  # not asked for: never forwarded
-                for made in piece.choices[0].delta.tool_calls or [] if piece.choices else []:
-                    entry = calls.setdefault(made.index, {"id": "", "name": "", "arguments": ""})
-                    entry["id"] = made.id or entry["id"]
-                    if made.function and made.function.name:
-                        entry["name"] = made.function.name
-                    entry["arguments"] += (made.function.arguments or "") if made.function else ""
-                finish = piece.choices[0].finish_reason if piece.choices else finish
-    assert text == "mistral: hello"
-    assert usage is not None and usage.total_tokens > 0
-    [only] = calls.values()
+            text = await sdk_stream(client, "hello", stream_options={"include_usage": True})
+            tool = await sdk_stream(client, "weather?", tools=WEATHER, tool_choice="required")
+    assert text["text"] == "mistral: hello"
+    assert text["usage"] is not None and text["usage"].total_tokens > 0
+    assert tool["usage"] is None  # not asked for: never forwarded
+    [only] = tool["calls"]
     assert only["name"] == "get_weather" and len(only["id"]) == 9
     assert msgspec.json.decode(only["arguments"]) == {"city": "fake"}
-    assert finish == "tool_calls"
+    assert tool["finish"] == "tool_calls"
     assert all(r.json["stream"] is True and r.status == 200 for r in fake.requests)
 
 

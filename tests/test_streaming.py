@@ -3,19 +3,17 @@ never silent after it, and a client that leaves stops the upstream."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
-import httpx2
 import msgspec
 import openai
 import pytest
 
 from .fakes import AzureFake, OpenAIFake, error, serve_app, sse, stream
 from .helpers import openai_deployment, running_daemon, uds_client
+from .provider_streams import FORCED, WEATHER, events, sdk, sdk_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -43,22 +41,6 @@ def chunk(content: str | None = None, finish: str | None = None, **delta: Any) -
     }
 
 
-def sdk(daemon: Any) -> openai.AsyncOpenAI:
-    transport = httpx2.AsyncHTTPTransport(uds=os.fspath(daemon.socket_path))
-    http_client = openai.DefaultAsyncHttpxClient(transport=transport)
-    return openai.AsyncOpenAI(base_url="http://d/v1", api_key="unused", http_client=http_client)
-
-
-async def events(response: httpx.Response) -> list[Any]:
-    """The `data:` payloads of an SSE response, decoded (`[DONE]` kept as a string)."""
-    out: list[Any] = []
-    async for line in response.aiter_lines():
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            out.append(data if data == "[DONE]" else msgspec.json.decode(data))
-    return out
-
-
 def config(primary: str, spare: str, *extra: str) -> str:
     return (
         HEAD
@@ -72,30 +54,12 @@ async def test_text_and_tool_call_streams_arrive_whole_through_the_sdk(tmp_path:
     fake = OpenAIFake(api_key=KEY)
     async with serve_app(fake) as url, running_daemon(config(url, url), tmp_path) as daemon:
         async with sdk(daemon) as client:
-            text = ""
-            async for piece in await client.chat.completions.create(
-                model="primary", stream=True, messages=[{"role": "user", "content": "hello"}]
-            ):
-                text += piece.choices[0].delta.content or "" if piece.choices else ""
-            assert text == "openai: hello"
-            tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-                "type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
-            calls: dict[int, dict[str, str]] = {}
-            async for piece in await client.chat.completions.create(
-                model="primary",
-                stream=True,
-                messages=[{"role": "user", "content": "weather?"}],
-                tools=tools,
-                tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            ):
-                for call in (piece.choices[0].delta.tool_calls or []) if piece.choices else []:
-                    entry = calls.setdefault(call.index, {"name": "", "arguments": ""})
-                    if call.function and call.function.name:
-                        entry["name"] = call.function.name
-                    if call.function and call.function.arguments:
-                        entry["arguments"] += call.function.arguments
-    assert [c["name"] for c in calls.values()] == ["get_weather"]
-    assert isinstance(msgspec.json.decode(calls[0]["arguments"]), dict)
+            text = await sdk_stream(client, "hello")
+            tool = await sdk_stream(client, "weather?", tools=WEATHER, tool_choice=FORCED)
+    assert (text["text"], text["finish"], text["usage"]) == ("openai: hello", "stop", None)
+    [call] = tool["calls"]
+    assert call["name"] == "get_weather" and call["id"]
+    assert isinstance(msgspec.json.decode(call["arguments"]), dict)
     assert all(r.json["stream"] is True for r in fake.requests)
 
 
