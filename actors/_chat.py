@@ -21,16 +21,25 @@ class _Strict(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 # -- content parts -----------------------------------------------------------
 
 
-class TextPart(_Strict, frozen=True, tag="text", tag_field="type"):
+class _Part(_Strict, frozen=True, kw_only=True):
+    """A content part; both prompt-cache hints are optional on every kind that takes them."""
+
+    cache_control: dict[str, Any] | UnsetType = UNSET
+    """Anthropic's prompt-cache marker (`{"type": "ephemeral"}`), the de-facto extension."""
+    prompt_cache_breakpoint: dict[str, Any] | UnsetType = UNSET
+    """OpenAI's explicit prompt-cache breakpoint (`{"mode": "explicit"}`)."""
+
+
+class TextPart(_Part, frozen=True, kw_only=True, tag="text", tag_field="type"):
     text: str
 
 
 class ImageURL(_Strict, frozen=True):
     url: str
-    detail: Literal["auto", "low", "high"] | UnsetType = UNSET
+    detail: Literal["auto", "low", "high", "original"] | UnsetType = UNSET
 
 
-class ImagePart(_Strict, frozen=True, tag="image_url", tag_field="type"):
+class ImagePart(_Part, frozen=True, kw_only=True, tag="image_url", tag_field="type"):
     image_url: ImageURL
 
 
@@ -49,7 +58,7 @@ class FileData(_Strict, frozen=True):
     filename: str | UnsetType = UNSET
 
 
-class FilePart(_Strict, frozen=True, tag="file", tag_field="type"):
+class FilePart(_Part, frozen=True, kw_only=True, tag="file", tag_field="type"):
     file: FileData
 
 
@@ -70,10 +79,32 @@ class FunctionCall(_Strict, frozen=True):
     """A JSON document, as a string (OpenAI's wire form)."""
 
 
-class ToolCall(_Strict, frozen=True):
+class ToolCall(_Strict, frozen=True, tag="function", tag_field="type"):
+    """A function tool call in an assistant message."""
+
     id: str
     function: FunctionCall
-    type: Literal["function"] = "function"
+    extra_content: dict[str, Any] | UnsetType = UNSET
+    """Provider data that must come back on the next turn (Gemini 3's `thought_signature`)."""
+
+
+class CustomCall(_Strict, frozen=True):
+    name: str
+    input: str
+
+
+class CustomToolCall(_Strict, frozen=True, tag="custom", tag_field="type"):
+    """A custom (free-form input) tool call; only the OpenAI family can take one."""
+
+    id: str
+    custom: CustomCall
+
+
+AnyToolCall = ToolCall | CustomToolCall
+
+
+class AssistantAudio(_Strict, frozen=True):
+    id: str
 
 
 class SystemMessage(_Strict, frozen=True, tag="system", tag_field="role"):
@@ -93,9 +124,16 @@ class UserMessage(_Strict, frozen=True, tag="user", tag_field="role"):
 
 class AssistantMessage(_Strict, frozen=True, tag="assistant", tag_field="role"):
     content: str | tuple[AssistantPart, ...] | None = None
-    tool_calls: tuple[ToolCall, ...] | UnsetType = UNSET
+    tool_calls: tuple[AnyToolCall, ...] | UnsetType | None = UNSET
     refusal: str | UnsetType | None = UNSET
     name: str | UnsetType = UNSET
+    function_call: FunctionCall | UnsetType | None = UNSET
+    """Deprecated form of a single tool call (the legacy `functions` API)."""
+    audio: AssistantAudio | UnsetType | None = UNSET
+    reasoning_content: str | UnsetType | None = UNSET
+    """Reasoning text an earlier answer carried (passed back by some clients; never required)."""
+    thinking_blocks: tuple[dict[str, Any], ...] | UnsetType | None = UNSET
+    """Signed thinking blocks of an earlier Anthropic answer, to round-trip on the next turn."""
 
 
 class ToolMessage(_Strict, frozen=True, tag="tool", tag_field="role"):
@@ -103,7 +141,21 @@ class ToolMessage(_Strict, frozen=True, tag="tool", tag_field="role"):
     content: str | tuple[TextPart, ...]
 
 
-Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
+class FunctionMessage(_Strict, frozen=True, tag="function", tag_field="role"):
+    """Deprecated: a function's result in the legacy `functions` API."""
+
+    name: str
+    content: str | None
+
+
+Message = (
+    SystemMessage
+    | DeveloperMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | FunctionMessage
+)
 
 
 # -- tools -------------------------------------------------------------------
@@ -116,30 +168,88 @@ class FunctionDefinition(_Strict, frozen=True):
     strict: bool | UnsetType | None = UNSET
 
 
-class Tool(_Strict, frozen=True):
+class Tool(_Strict, frozen=True, tag="function", tag_field="type"):
+    """A function tool."""
+
     function: FunctionDefinition
-    type: Literal["function"] = "function"
+    cache_control: dict[str, Any] | UnsetType = UNSET
+    """Anthropic's prompt-cache marker on a tool definition (the de-facto extension)."""
+
+
+class CustomToolDefinition(_Strict, frozen=True):
+    name: str
+    description: str | UnsetType = UNSET
+    format: dict[str, Any] | UnsetType = UNSET
+
+
+class CustomTool(_Strict, frozen=True, tag="custom", tag_field="type"):
+    """A custom tool (free-form or grammar-constrained input); only the OpenAI family."""
+
+    custom: CustomToolDefinition
+
+
+AnyTool = Tool | CustomTool
 
 
 class ToolChoiceFunction(_Strict, frozen=True):
     name: str
 
 
-class NamedToolChoice(_Strict, frozen=True):
+class NamedToolChoice(_Strict, frozen=True, tag="function", tag_field="type"):
     function: ToolChoiceFunction
-    type: Literal["function"] = "function"
 
 
-ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+class NamedCustomToolChoice(_Strict, frozen=True, tag="custom", tag_field="type"):
+    custom: ToolChoiceFunction
+
+
+class AllowedTools(_Strict, frozen=True):
+    mode: Literal["auto", "required"]
+    tools: tuple[dict[str, Any], ...]
+
+
+class AllowedToolsChoice(_Strict, frozen=True, tag="allowed_tools", tag_field="type"):
+    allowed_tools: AllowedTools
+
+
+ToolChoice = (
+    Literal["none", "auto", "required"]
+    | NamedToolChoice
+    | NamedCustomToolChoice
+    | AllowedToolsChoice
+)
+
+
+class FunctionChoice(_Strict, frozen=True):
+    name: str
+
+
+class LegacyFunction(_Strict, frozen=True):
+    """An entry of the deprecated `functions` list."""
+
+    name: str
+    description: str | UnsetType = UNSET
+    parameters: dict[str, Any] | UnsetType = UNSET
 
 
 class StreamOptions(_Strict, frozen=True):
     include_usage: bool | UnsetType = UNSET
+    include_obfuscation: bool | UnsetType = UNSET
 
 
 class ResponseFormat(_Strict, frozen=True):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | UnsetType = UNSET
+
+
+class Prediction(_Strict, frozen=True):
+    type: Literal["content"]
+    content: str | tuple[TextPart, ...]
+
+
+class AudioOutput(_Strict, frozen=True):
+    format: str
+    voice: str | dict[str, Any]
 
 
 # -- the request -------------------------------------------------------------
@@ -166,10 +276,30 @@ class ChatRequest(_Strict, frozen=True):
     stream_options: StreamOptions | UnsetType | None = UNSET
     temperature: float | UnsetType | None = UNSET
     top_p: float | UnsetType | None = UNSET
-    tools: tuple[Tool, ...] | UnsetType = UNSET
+    tools: tuple[AnyTool, ...] | UnsetType = UNSET
     tool_choice: ToolChoice | UnsetType = UNSET
     parallel_tool_calls: bool | UnsetType = UNSET
     user: str | UnsetType = UNSET
+    # Parameters of the current API that most providers cannot express (see each
+    # adapter's table): sent as they are to the OpenAI family, mapped or dropped elsewhere.
+    store: bool | UnsetType | None = UNSET
+    metadata: dict[str, str] | UnsetType | None = UNSET
+    """OpenAI's stored-completion tags; not the job envelope's `metadata`."""
+    modalities: tuple[str, ...] | UnsetType | None = UNSET
+    audio: AudioOutput | UnsetType | None = UNSET
+    service_tier: str | UnsetType | None = UNSET
+    prediction: Prediction | UnsetType | None = UNSET
+    verbosity: str | UnsetType | None = UNSET
+    prompt_cache_key: str | UnsetType | None = UNSET
+    prompt_cache_retention: str | UnsetType | None = UNSET
+    prompt_cache_options: dict[str, Any] | UnsetType = UNSET
+    safety_identifier: str | UnsetType | None = UNSET
+    web_search_options: dict[str, Any] | UnsetType = UNSET
+    moderation: dict[str, Any] | UnsetType | None = UNSET
+    functions: tuple[LegacyFunction, ...] | UnsetType = UNSET
+    """Deprecated form of `tools`."""
+    function_call: Literal["none", "auto"] | FunctionChoice | UnsetType = UNSET
+    """Deprecated form of `tool_choice`."""
 
 
 class ChatCall(ChatRequest, frozen=True):
@@ -186,19 +316,45 @@ class ChatCall(ChatRequest, frozen=True):
 
 
 class _Lenient(Struct, frozen=True, kw_only=True):
-    """Response-side Struct: providers add fields; what we do not declare is dropped."""
+    """Response-side Struct: providers add fields; what we do not declare is dropped.
+
+    Every field has a default and takes ``null`` where a provider may send one, so
+    that a reply missing an optional key or carrying a ``null`` is still served.
+    """
+
+
+class ResponseFunctionCall(_Lenient, frozen=True):
+    name: str = ""
+    arguments: str = ""
+
+
+class ResponseToolCall(_Lenient, frozen=True):
+    """A tool call in a reply (read tolerantly; `extra_content` is passed through)."""
+
+    id: str = ""
+    type: str = "function"
+    function: ResponseFunctionCall = ResponseFunctionCall()
+    extra_content: dict[str, Any] | UnsetType = UNSET
+    """Gemini 3's `google.thought_signature`: the client must send it back next turn."""
 
 
 class ResponseMessage(_Lenient, frozen=True):
     content: str | None = None
-    role: Literal["assistant"] = "assistant"
-    tool_calls: tuple[ToolCall, ...] | UnsetType = UNSET
+    role: str = "assistant"
+    tool_calls: tuple[ResponseToolCall, ...] | UnsetType | None = UNSET
     refusal: str | UnsetType | None = UNSET
+    annotations: list[Any] | UnsetType | None = UNSET
+    audio: dict[str, Any] | UnsetType | None = UNSET
+    function_call: dict[str, Any] | UnsetType | None = UNSET
+    reasoning_content: str | UnsetType | None = UNSET
+    """Thinking text (DeepSeek, vLLM, LiteLLM's convention); Anthropic's and Gemini's too."""
+    thinking_blocks: tuple[dict[str, Any], ...] | UnsetType = UNSET
+    """Anthropic's signed thinking blocks, for the client to send back next turn."""
 
 
 class Choice(_Lenient, frozen=True):
-    index: int
-    message: ResponseMessage
+    index: int = 0
+    message: ResponseMessage = ResponseMessage()
     finish_reason: str | None = None
     logprobs: Any | UnsetType = UNSET
 
@@ -214,11 +370,11 @@ class Usage(_Lenient, frozen=True):
 class ChatCompletion(_Lenient, frozen=True):
     """A `chat.completion` object as OpenAI returns it."""
 
-    id: str
-    created: int
-    model: str
-    choices: tuple[Choice, ...]
-    object: Literal["chat.completion"] = "chat.completion"
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    choices: tuple[Choice, ...] = ()
+    object: str = "chat.completion"
     usage: Usage | UnsetType | None = UNSET
     system_fingerprint: str | UnsetType | None = UNSET
     service_tier: str | UnsetType | None = UNSET
@@ -233,10 +389,11 @@ class FunctionDelta(_Lenient, frozen=True):
 
 
 class ToolCallDelta(_Lenient, frozen=True):
-    index: int
+    index: int = 0
     id: str | UnsetType | None = UNSET
-    type: Literal["function"] | UnsetType | None = UNSET
+    type: str | UnsetType | None = UNSET
     function: FunctionDelta | UnsetType | None = UNSET
+    extra_content: dict[str, Any] | UnsetType | None = UNSET
 
 
 class ChunkDelta(_Lenient, frozen=True):
@@ -244,6 +401,10 @@ class ChunkDelta(_Lenient, frozen=True):
     content: str | UnsetType | None = UNSET
     tool_calls: tuple[ToolCallDelta, ...] | UnsetType | None = UNSET
     refusal: str | UnsetType | None = UNSET
+    reasoning_content: str | UnsetType | None = UNSET
+    annotations: list[Any] | UnsetType | None = UNSET
+    audio: dict[str, Any] | UnsetType | None = UNSET
+    function_call: dict[str, Any] | UnsetType | None = UNSET
 
 
 class ChunkChoice(_Lenient, frozen=True):
@@ -263,6 +424,7 @@ class ChatCompletionChunk(_Lenient, frozen=True):
     object: str = "chat.completion.chunk"
     usage: Usage | UnsetType | None = UNSET
     system_fingerprint: str | UnsetType | None = UNSET
+    service_tier: str | UnsetType | None = UNSET
 
     def has_content(self) -> bool:
         """True once this chunk carries text, a refusal or a tool call (the commit point)."""

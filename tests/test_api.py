@@ -69,10 +69,10 @@ async def test_chat_answers_with_routing_headers() -> None:
             id="bad-role",
         ),
         pytest.param(
-            b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "metadata": {}}',
+            b'{"model": "g", "messages": [{"role": "user", "content": "x"}], "not_a_param": {}}',
             400,
             "unknown_parameter",
-            "metadata",
+            "not_a_param",
             id="unknown-parameter",
         ),
         pytest.param(

@@ -222,12 +222,12 @@ async def test_unknown_job_is_404(tmp_path: Path) -> None:
             id="bad-role",
         ),
         pytest.param(
-            b'{"request": {"model": "mini", "metadata": {"a": "b"},'
+            b'{"request": {"model": "mini", "routing": {"a": "b"},'
             b' "messages": [{"role": "user", "content": "x"}]}}',
             400,
             "unknown_parameter",
-            "request.metadata",
-            id="metadata-inside-the-request",
+            "request.routing",
+            id="unknown-field-inside-the-request",
         ),
         pytest.param(
             b'{"request": {"model": "mini", "messages": [{"role": "user", "content": "x"}]},'

@@ -52,7 +52,10 @@ from ._base import HttpRequest, drop_params, unsupported_params
 from ._chat_parts import (
     call_arguments,
     check_tool_names,
+    function_calls,
+    function_tools,
     output_budget,
+    refuse_custom_tools,
     split_data_url,
     stop_sequences,
     text_of,
@@ -110,6 +113,7 @@ class AnthropicAdapter:
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), ANTHROPIC_TOOL_ID)
+        refuse_custom_tools(request, provider=_PROVIDER, deployment=self._name)
         body = messages_body(request, model=self._model, deployment=self._name)
         streaming = request.stream is True
         if streaming:
@@ -170,7 +174,7 @@ def messages_body(request: ChatRequest, *, model: str, deployment: str) -> dict[
     if request.tools:
         body["tools"] = [
             _tool(t.function.name, t.function.description, t.function.parameters, deployment)
-            for t in request.tools
+            for t in function_tools(request)
         ]
     choice = tool_choice(request, names, deployment)
     if choice is not None:
@@ -323,7 +327,7 @@ def _assistant_blocks(message: AssistantMessage, deployment: str) -> list[Block]
             blocks.extend(_text_blocks(text))
     elif isinstance(message.refusal, str):
         blocks.extend(_text_blocks(message.refusal))
-    for call in message.tool_calls or ():
+    for call in function_calls(message):
         arguments = call_arguments(call, provider=_PROVIDER, deployment=deployment)
         blocks.append(
             {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}

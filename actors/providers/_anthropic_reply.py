@@ -31,7 +31,14 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, Struct
 
-from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage
+from .._chat import (
+    ChatCompletion,
+    Choice,
+    ResponseFunctionCall,
+    ResponseMessage,
+    ResponseToolCall,
+    Usage,
+)
 from .._exceptions import ErrorClass, ProviderError
 from ._base import excerpt, garbage, retry_after
 from ._chat_parts import created_at
@@ -84,7 +91,7 @@ def parse_message(
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise garbage("anthropic response", body, exc, status=status) from None
     texts: list[str] = []
-    calls: list[ToolCall] = []
+    calls: list[ResponseToolCall] = []
     for block in message.content:
         if block.type == "text" and block.text is not None:
             texts.append(block.text)
@@ -95,7 +102,9 @@ def parse_message(
                 )
             arguments = msgspec.json.encode(block.input).decode()
             calls.append(
-                ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments))
+                ResponseToolCall(
+                    id=block.id, function=ResponseFunctionCall(name=block.name, arguments=arguments)
+                )
             )
     finish = FINISH_REASONS.get(message.stop_reason or "", "stop")
     return ChatCompletion(

@@ -22,6 +22,7 @@ from ._base import HttpRequest, drop_params, unsupported_params
 from ._bedrock_reply import classify_bedrock_error, parse_converse
 from ._bedrock_sigv4 import BedrockSigV4
 from ._bedrock_stream import ConverseStreamParser
+from ._chat_parts import refuse_custom_tools
 from ._converse import BEDROCK_TOOL_ID, check_tool_names, converse_body
 from ._toolids import conform_tool_ids
 
@@ -86,6 +87,7 @@ class BedrockAdapter:
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), BEDROCK_TOOL_ID)
+        refuse_custom_tools(request, provider="bedrock", deployment=self._name)
         check_tool_names(request, self._name)
         streaming = request.stream is True
         return HttpRequest(

@@ -14,7 +14,15 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET, Struct
 
-from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage, encoder
+from .._chat import (
+    ChatCompletion,
+    Choice,
+    ResponseFunctionCall,
+    ResponseMessage,
+    ResponseToolCall,
+    Usage,
+    encoder,
+)
 from .._exceptions import ErrorClass, ProviderError
 from ._base import decode_or_garbage, excerpt, retry_after
 
@@ -89,9 +97,9 @@ def parse_converse(
     decoded = decode_or_garbage(_response_decoder, body, "Converse response")
     texts = [block.text for block in decoded.output.message.content if block.text is not None]
     calls = tuple(
-        ToolCall(
+        ResponseToolCall(
             id=block.tool_use.tool_use_id,
-            function=FunctionCall(
+            function=ResponseFunctionCall(
                 name=block.tool_use.name,
                 arguments=encoder.encode(
                     block.tool_use.input if block.tool_use.input is not None else {}

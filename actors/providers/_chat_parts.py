@@ -18,7 +18,17 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET
 
-from .._chat import AssistantMessage, ChatRequest, TextPart, ToolCall
+from .._chat import (
+    AllowedToolsChoice,
+    AssistantMessage,
+    ChatRequest,
+    CustomTool,
+    CustomToolCall,
+    NamedCustomToolChoice,
+    TextPart,
+    Tool,
+    ToolCall,
+)
 from .._exceptions import Unsupported
 
 _DATA_URL: Final = re.compile(
@@ -35,6 +45,37 @@ def split_data_url(url: str) -> tuple[str, str] | None:
     """`(media_type, base64_data)` of a base64 ``data:`` URL, else None."""
     match = _DATA_URL.fullmatch(url)
     return None if match is None else (match["type"].lower(), match["data"])
+
+
+def refuse_custom_tools(request: ChatRequest, *, provider: str, deployment: str) -> None:
+    """Raise `Unsupported` when `request` uses custom tools (only the OpenAI family has them).
+
+    After this, `function_tools` and `function_calls` see every tool and call there is.
+    """
+    where = None
+    if any(isinstance(tool, CustomTool) for tool in request.tools or ()):
+        where = "tools[].custom"
+    elif isinstance(request.tool_choice, NamedCustomToolChoice | AllowedToolsChoice):
+        where = f"tool_choice {{'type': {request.tool_choice.__struct_config__.tag!r}}}"
+    elif any(
+        isinstance(call, CustomToolCall)
+        for message in request.messages
+        if isinstance(message, AssistantMessage)
+        for call in message.tool_calls or ()
+    ):
+        where = "tool_calls[].custom"
+    if where is not None:
+        raise Unsupported(deployment, f"{provider}: {where} cannot be expressed (custom tools)")
+
+
+def function_tools(request: ChatRequest) -> tuple[Tool, ...]:
+    """The request's function tools (after `refuse_custom_tools`, all of its tools)."""
+    return tuple(tool for tool in request.tools or () if isinstance(tool, Tool))
+
+
+def function_calls(message: AssistantMessage) -> tuple[ToolCall, ...]:
+    """An assistant message's function tool calls (after `refuse_custom_tools`, all)."""
+    return tuple(call for call in message.tool_calls or () if isinstance(call, ToolCall))
 
 
 def call_arguments(call: ToolCall, *, provider: str, deployment: str) -> dict[str, Any]:
@@ -91,12 +132,12 @@ def check_tool_names(
     request: ChatRequest, rule: re.Pattern[str], *, provider: str, deployment: str, wording: str
 ) -> frozenset[str]:
     """The declared tool names, after checking them and every called name against `rule`."""
-    declared = [tool.function.name for tool in request.tools or ()]
+    declared = [tool.function.name for tool in function_tools(request)]
     called = [
         call.function.name
         for message in request.messages
         if isinstance(message, AssistantMessage)
-        for call in message.tool_calls or ()
+        for call in function_calls(message)
     ]
     for where, names in (
         ("tools[].function.name", declared),

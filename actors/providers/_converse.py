@@ -34,6 +34,7 @@ from .._chat import (
     UserMessage,
 )
 from .._exceptions import Unsupported
+from ._chat_parts import function_calls, function_tools
 from ._toolids import IdRule, pattern_rule
 
 BEDROCK_TOOL_ID: Final[IdRule] = pattern_rule(r"[a-zA-Z0-9_.:-]+", max_length=64)
@@ -116,7 +117,7 @@ def tool_config(
     """`toolConfig`, or None; present whenever the history has toolUse/toolResult blocks."""
     history = _history_tool_names(turns)
     has_tool_blocks = history is not None
-    tools = request.tools or ()
+    tools = function_tools(request)
     choice = request.tool_choice
     if tools and choice == "none":
         if has_tool_blocks:
@@ -217,7 +218,7 @@ def _image_block(url: str, deployment: str) -> dict[str, Any]:
 
 def _assistant_blocks(message: AssistantMessage, deployment: str) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"text": text} for text in _texts(message.content)]
-    for call in message.tool_calls or ():
+    for call in function_calls(message):
         try:
             arguments = msgspec.json.decode(call.function.arguments or "{}")
         except msgspec.DecodeError:
@@ -259,8 +260,8 @@ def _history_tool_names(turns: list[dict[str, Any]]) -> list[str] | None:
 
 def tool_names(request: ChatRequest) -> list[str]:
     """Every tool name the request sends: its tools and the calls in its history."""
-    names = [tool.function.name for tool in request.tools or ()]
+    names = [tool.function.name for tool in function_tools(request)]
     for message in request.messages:
         if isinstance(message, AssistantMessage):
-            names += [call.function.name for call in message.tool_calls or ()]
+            names += [call.function.name for call in function_calls(message)]
     return names

@@ -53,8 +53,11 @@ from ._base import HttpRequest, drop_params, unsupported_params
 from ._chat_parts import (
     call_arguments,
     check_tool_names,
+    function_calls,
+    function_tools,
     json_object_or_none,
     output_budget,
+    refuse_custom_tools,
     split_data_url,
     stop_sequences,
     text_of,
@@ -122,6 +125,7 @@ class GeminiAdapter:
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), GEMINI_TOOL_ID)
+        refuse_custom_tools(request, provider=_PROVIDER, deployment=self._name)
         body = generate_body(request, deployment=self._name)
         return HttpRequest(
             method="POST",
@@ -161,7 +165,7 @@ def generate_body(request: ChatRequest, *, deployment: str) -> dict[str, Any]:
         body["systemInstruction"] = {"parts": system}
     if request.tools:
         declarations = []
-        for tool in request.tools:
+        for tool in function_tools(request):
             declaration: dict[str, Any] = {"name": tool.function.name}
             if tool.function.description:
                 declaration["description"] = tool.function.description
@@ -197,7 +201,7 @@ def translate_messages(
                 role, kind, parts = "user", "user", _user_parts(content, deployment)
             case AssistantMessage():
                 role, kind, parts = "model", "model", _model_parts(message, deployment)
-                call_names.update((c.id, c.function.name) for c in message.tool_calls or ())
+                call_names.update((c.id, c.function.name) for c in function_calls(message))
             case ToolMessage():
                 role, kind = "user", "responses"
                 parts = [_function_response(message, call_names, deployment)]
@@ -234,6 +238,7 @@ def tool_config(
             )
         calling = {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
     else:
+        assert isinstance(choice, str)  # refuse_custom_tools ran first
         calling = {"mode": _MODES[choice]}
     return {"functionCallingConfig": calling}
 
@@ -314,7 +319,7 @@ def _model_parts(message: AssistantMessage, deployment: str) -> list[Part]:
             parts.extend(_text_parts(text))
     elif isinstance(message.refusal, str):
         parts.extend(_text_parts(message.refusal))
-    for call in message.tool_calls or ():
+    for call in function_calls(message):
         arguments = call_arguments(call, provider=_PROVIDER, deployment=deployment)
         parts.append(
             {"functionCall": {"id": call.id, "name": call.function.name, "args": arguments}}

@@ -36,7 +36,14 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET, Struct
 
-from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage
+from .._chat import (
+    ChatCompletion,
+    Choice,
+    ResponseFunctionCall,
+    ResponseMessage,
+    ResponseToolCall,
+    Usage,
+)
 from .._exceptions import ErrorClass, ProviderError
 from ._base import excerpt, garbage, retry_after
 from ._chat_parts import created_at
@@ -141,7 +148,7 @@ def _choice(
 ) -> Choice:
     check_finish(candidate, status)
     texts: list[str] = []
-    calls: list[ToolCall] = []
+    calls: list[ResponseToolCall] = []
     parts = candidate.content.parts if candidate.content is not None else []
     for index, part in enumerate(parts):
         if part.function_call is not None:
@@ -149,7 +156,9 @@ def _choice(
             call_id = call.id or universal_id(f"{response_id}:{position}:{index}:{call.name}")
             arguments = msgspec.json.encode(call.args or {}).decode()
             calls.append(
-                ToolCall(id=call_id, function=FunctionCall(name=call.name, arguments=arguments))
+                ResponseToolCall(
+                    id=call_id, function=ResponseFunctionCall(name=call.name, arguments=arguments)
+                )
             )
         elif part.text is not None and not part.thought:  # thought summaries are not the answer
             texts.append(part.text)

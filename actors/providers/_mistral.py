@@ -37,6 +37,7 @@ from .._chat import (
 )
 from .._exceptions import ProviderError, Unsupported
 from ._base import HttpRequest, drop_params, unsupported_params
+from ._chat_parts import function_calls, function_tools, refuse_custom_tools
 from ._mistral_reply import classify_mistral_error, parse_mistral
 from ._mistral_stream import MistralStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
@@ -95,7 +96,7 @@ def mistral_body(request: ChatRequest, model: str, deployment: str) -> dict[str,
             fmt["json_schema"] = {k: schema[k] for k in _JSON_SCHEMA_KEYS if k in schema}
         body["response_format"] = fmt
     if request.tools:
-        body["tools"] = [_tool(tool.function) for tool in request.tools]
+        body["tools"] = [_tool(tool.function) for tool in function_tools(request)]
         if request.tool_choice is not UNSET:
             body["tool_choice"] = _tool_choice(request.tool_choice)
         if request.parallel_tool_calls is not UNSET:
@@ -117,7 +118,7 @@ def mistral_messages(messages: Iterable[Message], deployment: str) -> list[dict[
                 converted = _assistant(message)
                 if converted is None:
                     continue  # empty: nothing to say, and an empty turn is refused
-                for call in message.tool_calls or ():
+                for call in function_calls(message):
                     names[call.id] = call.function.name
                 out.append(converted)
             case ToolMessage():
@@ -143,10 +144,10 @@ def mistral_messages(messages: Iterable[Message], deployment: str) -> list[dict[
 
 def check_tool_names(request: ChatRequest, deployment: str) -> None:
     """Raise `Unsupported` when mistral-common's name rule rejects a name the request sends."""
-    names = [tool.function.name for tool in request.tools or ()]
+    names = [tool.function.name for tool in function_tools(request)]
     for message in request.messages:
         if isinstance(message, AssistantMessage):
-            names += [call.function.name for call in message.tool_calls or ()]
+            names += [call.function.name for call in function_calls(message)]
     for name in names:
         if MISTRAL_TOOL_NAME.fullmatch(name) is None:
             raise Unsupported(
@@ -186,6 +187,7 @@ class MistralAdapter:
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), MISTRAL_TOOL_ID)
+        refuse_custom_tools(request, provider="mistral", deployment=self._name)
         check_tool_names(request, self._name)
         return HttpRequest(
             method="POST",
@@ -255,7 +257,7 @@ def _assistant(message: AssistantMessage) -> dict[str, Any] | None:
             "type": "function",
             "function": {"name": call.function.name, "arguments": call.function.arguments},
         }
-        for call in message.tool_calls or ()
+        for call in function_calls(message)
     ]
     if not text and not calls:
         return None

@@ -8,7 +8,15 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET, Struct
 
-from .._chat import ChatCompletion, Choice, FunctionCall, ResponseMessage, ToolCall, Usage, encoder
+from .._chat import (
+    ChatCompletion,
+    Choice,
+    ResponseFunctionCall,
+    ResponseMessage,
+    ResponseToolCall,
+    Usage,
+    encoder,
+)
 from .._exceptions import ErrorClass, ProviderError
 from ._base import decode_or_garbage, excerpt, retry_after
 
@@ -138,11 +146,13 @@ def classify_mistral_error(status: int, headers: Mapping[str, str], body: bytes)
     )
 
 
-def _tool_call(call: _ToolCall) -> ToolCall:
+def _tool_call(call: _ToolCall) -> ResponseToolCall:
     arguments = call.function.arguments
     if not isinstance(arguments, str):
         arguments = encoder.encode(arguments).decode()
-    return ToolCall(id=call.id, function=FunctionCall(name=call.function.name, arguments=arguments))
+    return ResponseToolCall(
+        id=call.id, function=ResponseFunctionCall(name=call.function.name, arguments=arguments)
+    )
 
 
 def response_text(content: str | list[dict[str, Any]] | None) -> str | None:

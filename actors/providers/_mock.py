@@ -21,15 +21,16 @@ from .._chat import (
     ChatCompletion,
     ChatRequest,
     Choice,
-    FunctionCall,
     NamedToolChoice,
+    ResponseFunctionCall,
     ResponseMessage,
-    ToolCall,
+    ResponseToolCall,
     Usage,
     UserMessage,
     encoder,
     request_decoder,
 )
+from ._chat_parts import function_tools
 
 MOCK_BASE: Final = "http://mock.invalid/v1"
 
@@ -83,8 +84,9 @@ class MockUpstream:
     def _completion(self, chat: ChatRequest) -> ChatCompletion:
         tool = _forced_tool(chat)
         if tool is not None:
-            call = ToolCall(
-                id=f"call_mock{self._served:08d}", function=FunctionCall(name=tool, arguments="{}")
+            call = ResponseToolCall(
+                id=f"call_mock{self._served:08d}",
+                function=ResponseFunctionCall(name=tool, arguments="{}"),
             )
             message = ResponseMessage(content=None, tool_calls=(call,))
             finish = "tool_calls"
@@ -139,7 +141,7 @@ def _forced_tool(chat: ChatRequest) -> str | None:
     if isinstance(chat.tool_choice, NamedToolChoice):
         return chat.tool_choice.function.name
     if chat.tool_choice == "required":
-        return chat.tools[0].function.name
+        return function_tools(chat)[0].function.name
     return None
 
 
