@@ -9,6 +9,7 @@ inputs and no network.
 from __future__ import annotations
 
 import email.utils
+import enum
 import time
 from collections.abc import Mapping
 from typing import Final, Protocol, TypeVar
@@ -79,6 +80,41 @@ class Adapter(Protocol):
 
 OPTIONAL_PARAMS: Final = frozenset(ChatRequest.__struct_fields__) - {"model", "messages"}
 """Every optional request parameter: what an adapter may support."""
+
+
+class Handling(enum.StrEnum):
+    """What an adapter does with one optional request parameter (a row of its table)."""
+
+    SENT = "sent as is"
+    MAPPED = "mapped"
+    """Translated to the provider's own field (the row's note says which)."""
+    DROPPED = "dropped"
+    """Left out and named in `x-dispatcher-dropped-params` (or the candidate is skipped
+    with `drop_params = false`)."""
+
+
+class ParamRow(Struct, frozen=True):
+    handling: Handling
+    note: str = ""
+    """Where it goes (for MAPPED), or why it cannot go (for DROPPED); shown in the README."""
+
+
+ParamTable = Mapping[str, ParamRow]
+"""One adapter's table: every optional `ChatRequest` parameter -> how it is handled."""
+
+
+def param_table(rows: Mapping[str, ParamRow]) -> ParamTable:
+    """`rows`, checked to name every optional parameter exactly once (built at import)."""
+    missing = OPTIONAL_PARAMS - rows.keys()
+    extra = rows.keys() - OPTIONAL_PARAMS
+    if missing or extra:
+        raise ValueError(f"parameter table: missing {sorted(missing)}, unknown {sorted(extra)}")
+    return dict(rows)
+
+
+def supported_by(table: ParamTable) -> frozenset[str]:
+    """The parameters a table sends or maps (an adapter's `supported_params`)."""
+    return frozenset(name for name, row in table.items() if row.handling is not Handling.DROPPED)
 
 
 def unsupported_params(request: ChatRequest, supported: frozenset[str]) -> tuple[str, ...]:
