@@ -18,6 +18,7 @@ from .fakes import (
     gemini_unavailable,
     serve_app,
     success,
+    thought_signature,
 )
 from .test_anthropic_fake import Edit, edit
 
@@ -27,14 +28,15 @@ KEY = "gm-test-0123"
 PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
 PATH3 = "/v1beta/models/gemini-3-pro-preview:generateContent"
 
-# PROVIDERS.md §6.2, verbatim.
+# PROVIDERS.md §6.2, verbatim but for the signature: "<opaque b64, echo verbatim>" is no
+# base64, which a bytes field must be.
 EXAMPLE: dict[str, Any] = {
     "systemInstruction": {"parts": [{"text": "You are terse."}]},
     "contents": [
         {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
         {"role": "model", "parts": [{"functionCall": {"id": "fc_1", "name": "get_weather",
                                                       "args": {"city": "Paris"}},
-                                     "thoughtSignature": "<opaque b64, echo verbatim>"}]},
+                                     "thoughtSignature": "Cq8BAXLI2nw="}]},
         {"role": "user", "parts": [{"functionResponse": {"id": "fc_1", "name": "get_weather",
                                                          "response": {"temp_c": 18}}}]},
         {"role": "user", "parts": [{"text": "And Rome?"}]}],
@@ -113,6 +115,141 @@ REJECTED = [
     pytest.param(edit(("toolConfig", "functionCallingConfig", "allowedFunctionNames"), ["x"]),
                  PATH, "'x' is not a declared function", id="allowed-unknown"),
 ]  # fmt: skip
+
+
+PATH25PRO = "/v1beta/models/gemini-2.5-pro:generateContent"
+_GEN = ("generationConfig",)
+_SIG = (*_CALL, "thoughtSignature")
+_CURRENT = edit(("contents", 3))  # the call's turn becomes the current one
+REJECTED += [
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"thinkingLevel": "LOW", "thinkingBudget": 9}),
+        PATH3,
+        "thinking_level and thinking_budget cannot both be set",
+        id="level+budget",
+    ),
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"thinkingLevel": "LOW"}),
+        PATH,
+        "Thinking level is not supported for this model",
+        id="level-on-2.5",
+    ),
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"thinkingLevel": "MEDIUM"}),
+        PATH3,
+        "Thinking level MEDIUM is not supported",
+        id="medium-on-3-pro",
+    ),
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"thinkingLevel": "deep"}),
+        PATH3,
+        "Invalid value at 'generation_config.thinking_config.thinking_level'",
+        id="level-value",
+    ),
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"thinkingBudget": 0}),
+        PATH25PRO,
+        "Budget 0 is invalid. This model only works in thinking mode.",
+        id="2.5-pro-cannot-stop",
+    ),
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"thinkingBudget": 99999}),
+        PATH,
+        "The thinking budget 99999 is invalid",
+        id="budget-range",
+    ),
+    pytest.param(
+        edit((*_GEN, "thinkingConfig"), {"effort": "low"}),
+        PATH,
+        "Unknown name \"effort\" at 'generation_config.thinking_config'",
+        id="thinking-unknown-field",
+    ),
+    pytest.param(
+        edit((*_GEN, "responseJsonSchema"), {"type": "object"}),
+        PATH,
+        "response_mime_type must be application/json",
+        id="json-schema-needs-mime",
+    ),
+    pytest.param(
+        edit((*_GEN, "responseMimeType"), "application/jsonl"),
+        PATH,
+        "allowed mimetypes are",
+        id="mime-type",
+    ),
+    pytest.param(
+        edit(
+            (*_GEN, "responseJsonSchema"),
+            {},
+            edit((*_GEN, "responseSchema"), {}),
+            edit((*_GEN, "responseMimeType"), "application/json"),
+        ),
+        PATH,
+        "cannot both be set",
+        id="two-schemas",
+    ),
+    pytest.param(
+        edit((*_GEN, "logprobs"), 3),
+        PATH,
+        "logprobs is only valid if response_logprobs is true",
+        id="logprobs-alone",
+    ),
+    pytest.param(
+        edit((*_GEN, "logprobs"), 21, edit((*_GEN, "responseLogprobs"), True)),
+        PATH,
+        "logprobs must be in the range [0, 20]",
+        id="logprobs-range",
+    ),
+    pytest.param(
+        edit((*_GEN, "seed"), 2**31),
+        PATH,
+        "Invalid value at 'generation_config.seed' (TYPE_INT32)",
+        id="seed-int32",
+    ),
+    pytest.param(
+        edit(("serviceTier",), "scale"), PATH, "Invalid value at 'service_tier'", id="service-tier"
+    ),
+    pytest.param(
+        edit(_SIG, "<opaque b64, echo verbatim>"),
+        PATH,
+        "(TYPE_BYTES), Base64 decoding failed",
+        id="signature-not-base64",
+    ),
+    pytest.param(
+        edit(_SIG, "c2lnbmF0dXJl", _CURRENT),
+        PATH3,
+        "Corrupted thought signature.",
+        id="gemini-3-foreign-signature",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "model"),
+    [
+        pytest.param(edit((*_GEN, "thinkingConfig"), {"thinkingLevel": "low",
+                          "includeThoughts": True}), "gemini-3-pro-preview", id="level"),
+        pytest.param(edit((*_GEN, "thinkingConfig"), {"thinkingBudget": 128}), "gemini-2.5-pro",
+                     id="budget"),
+        pytest.param(edit((*_GEN, "thinkingConfig"), {"thinkingBudget": -1}),
+                     "gemini-3-pro-preview", id="dynamic-budget-on-3"),
+        pytest.param(edit((*_GEN, "responseJsonSchema"), {"type": "object"},
+                          edit((*_GEN, "responseMimeType"), "application/json")),
+                     "gemini-2.5-flash", id="json-schema"),
+        pytest.param(edit((*_GEN, "logprobs"), 0, edit((*_GEN, "responseLogprobs"), True)),
+                     "gemini-2.5-flash", id="logprobs"),
+        pytest.param(edit(("serviceTier",), "FLEX"), "gemini-2.5-flash", id="tier-upper"),
+        pytest.param(edit(_SIG, "skip_thought_signature_validator", _CURRENT),
+                     "gemini-3-pro-preview", id="dummy-signature"),
+        pytest.param(edit(_SIG, "context_engineering_is_the_way_to_go", _CURRENT),
+                     "gemini-3-pro-preview", id="other-dummy-signature"),
+        pytest.param(edit(_SIG, thought_signature("gemini-3-pro-preview", "get_weather",
+                                                  {"city": "Paris"}), _CURRENT),
+                     "gemini-3-pro-preview", id="its-own-signature"),
+    ],
+)  # fmt: skip
+def test_accepted_like_gemini(change: Edit, model: str) -> None:
+    """What the real API takes for these fields, the fake takes too."""
+    assert check_generate_request(edited(change), model=model) is None
 
 
 @pytest.mark.parametrize(("change", "path", "message"), REJECTED)

@@ -53,8 +53,13 @@ from ._gemini import (
     gemini_rate_limited,
     gemini_unavailable,
 )
-from ._gemini_rules import GeminiInvalid, check_generate_request
-from ._gemini_stream import gemini_response_chunks, gemini_stream_error, gemini_text_chunks
+from ._gemini_rules import GeminiInvalid, check_generate_request, thought_signature
+from ._gemini_stream import (
+    gemini_logprobs,
+    gemini_response_chunks,
+    gemini_stream_error,
+    gemini_text_chunks,
+)
 from ._mistral import (
     MistralFake,
     mistral_capacity_exceeded,
@@ -147,6 +152,7 @@ __all__ = [
     "garbage",
     "gemini_context_exceeded",
     "gemini_error",
+    "gemini_logprobs",
     "gemini_prompt_blocked",
     "gemini_rate_limited",
     "gemini_response_chunks",
@@ -165,5 +171,6 @@ __all__ = [
     "sse",
     "stream",
     "success",
+    "thought_signature",
     "wait",
 ]

@@ -3,7 +3,6 @@ for Google RPC errors (§6)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -13,8 +12,8 @@ from typing import Any, Final
 from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import _example
-from ._gemini_rules import check_generate_request
-from ._gemini_stream import gemini_response_chunks
+from ._gemini_rules import check_generate_request, thought_signature
+from ._gemini_stream import gemini_logprobs, gemini_response_chunks
 from ._recording import RecordedRequest
 from ._script import Error, Success, error, sse
 
@@ -46,9 +45,13 @@ class GeminiFake(FakeProvider):
     NOT_FOUND).  Accepted requests consume one scripted directive; the default reply is
     `"<name>: <last user text>"`, or a `functionCall` of the function that mode ANY
     forces, one candidate per `candidateCount`.  Calls carry an `id` only with
-    `call_ids=True` (the Developer API usually mints none), and a `thoughtSignature` for
-    `gemini-3*` models.  A `Success` directive's `finish_reason` is sent as the raw
-    `finishReason` (`"SAFETY"`, `"MAX_TOKENS"`, `"MALFORMED_FUNCTION_CALL"`...).
+    `call_ids=True` (the Developer API usually mints none).  On `gemini-3*` models the first
+    call carries the `thoughtSignature` of `thought_signature` (which the rules then
+    demand back), and a text answer's last part a signature too, as Gemini 3 does.  With
+    `thinkingConfig.includeThoughts` a thought summary part comes first (and
+    `thoughtsTokenCount`); with `responseLogprobs` each candidate has a `logprobsResult`.
+    A `Success` directive's `finish_reason` is sent as the raw `finishReason` (`"SAFETY"`,
+    `"MAX_TOKENS"`, `"MALFORMED_FUNCTION_CALL"`...).
     `:streamGenerateContent` answers the same as `gemini_response_chunks` (§6.6): SSE `data:`
     events with `?alt=sse`, else one JSON array; script failures with `stream(sse(...))`.
     """
@@ -104,7 +107,11 @@ class GeminiFake(FakeProvider):
         generation = body.get("generationConfig") or body.get("generation_config") or {}
         count = int(generation.get("candidateCount") or generation.get("candidate_count") or 1)
         parts = self._parts(body, directive, model, serial)
-        candidates = [
+        thinking = generation.get("thinkingConfig") or {}
+        thought = f"Thinking about {_last_user_text(body.get('contents') or [])!r}."
+        if thinking.get("includeThoughts"):
+            parts = [{"text": thought, "thought": True}, *parts]
+        candidates: list[dict[str, Any]] = [
             {
                 "content": {"role": "model", "parts": parts},
                 "finishReason": directive.finish_reason or "STOP",
@@ -112,15 +119,24 @@ class GeminiFake(FakeProvider):
             }
             for index in range(count)
         ]
+        if generation.get("responseLogprobs"):
+            text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+            for candidate in candidates:
+                candidate["logprobsResult"] = gemini_logprobs(text, generation.get("logprobs", 0))
+                candidate["avgLogprobs"] = -0.25
         prompt = max(1, len(json.dumps(body.get("contents"))) // 4)
         said = max(1, len(json.dumps(parts)) // 8)
+        thoughts = len(thought) // 4 if thinking.get("includeThoughts") else 0
+        usage = {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": said * count,
+            "totalTokenCount": prompt + (said + thoughts) * count,
+        }
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts * count
         answer = {
             "candidates": candidates,
-            "usageMetadata": {
-                "promptTokenCount": prompt,
-                "candidatesTokenCount": said * count,
-                "totalTokenCount": prompt + said * count,
-            },
+            "usageMetadata": usage,
             "modelVersion": model,
             "responseId": serial,
         }
@@ -144,22 +160,28 @@ class GeminiFake(FakeProvider):
             if self.call_ids:
                 function = {"id": f"fc_{serial[:8]}{index}", **function}
             part: dict[str, Any] = {"functionCall": function}
-            if model.startswith("gemini-3") and index == 0:
-                part["thoughtSignature"] = base64.b64encode(serial.encode()).decode()
+            if gemini_3 and index == 0:
+                part["thoughtSignature"] = thought_signature(model, name, arguments)
             return part
 
+        def signed(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if gemini_3 and parts and "text" in parts[-1]:  # Gemini 3 signs a text answer's end
+                parts[-1] = {**parts[-1], "thoughtSignature": thought_signature(model, "", None)}
+            return parts
+
+        gemini_3 = model.startswith("gemini-3")
         if directive.content is not None or directive.tool_calls is not None:
             parts: list[dict[str, Any]] = []
             if directive.content is not None:
                 parts.append({"text": directive.content})
             for index, (name, arguments) in enumerate(directive.tool_calls or ()):
                 parts.append(call(index, name, json.loads(arguments)))
-            return parts
+            return signed(parts)
         forced = _forced(body)
         if forced is not None:
             schema = forced.get("parametersJsonSchema") or forced.get("parameters") or {}
             return [call(0, forced["name"], _example(schema))]
-        return [{"text": f"{self.name}: {_last_user_text(body.get('contents') or [])}"}]
+        return signed([{"text": f"{self.name}: {_last_user_text(body.get('contents') or [])}"}])
 
 
 def _forced(body: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -10,6 +10,10 @@ turn-structure and thought-signature wordings are [OBS]; the rest follows Google
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from typing import Any, Final, NoReturn
 
 _TOP: Final = frozenset({
     "model", "contents", "tools", "toolConfig", "safetySettings", "systemInstruction",
-    "generationConfig", "cachedContent",
+    "generationConfig", "cachedContent", "serviceTier",
 })  # fmt: skip
 _CONTENT: Final = frozenset({"role", "parts"})
 _DATA: Final = ("text", "inlineData", "fileData", "functionCall", "functionResponse",
@@ -57,6 +61,18 @@ _GENERATION: Final = frozenset({
     "mediaResolution",
 })  # fmt: skip
 _MODES: Final = frozenset({"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"})
+_TIERS: Final = frozenset({"unspecified", "standard", "flex", "priority"})
+"""`serviceTier`, in either case (google-genai's own tests send "FLEX" and "flex")."""
+_THINKING: Final = frozenset({"includeThoughts", "thinkingBudget", "thinkingLevel"})
+_LEVELS: Final = frozenset({"THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"})
+_MIME_TYPES: Final = frozenset(
+    {"text/plain", "application/json", "application/xml", "application/yaml", "text/x.enum"}
+)
+_DUMMY_SIGNATURES: Final = frozenset(
+    {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+)
+"""The signatures Google documents for calls Gemini did not make (thought-signatures docs)."""
+_VERSION: Final = re.compile(r"gemini-(\d+)(?:\.(\d+))?-")
 NAME_RULE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}")
 _REQ: Final = "* GenerateContentRequest."
 
@@ -109,10 +125,99 @@ def _check(raw: Mapping[str, Any], model: str) -> None:
     if "toolConfig" in body:
         _tool_config(body["toolConfig"], names)
     if "generationConfig" in body:
-        _fields(body["generationConfig"], _GENERATION, "generation_config")
+        _generation(_fields(body["generationConfig"], _GENERATION, "generation_config"), model)
+    tier = body.get("serviceTier")
+    if tier is not None and (not isinstance(tier, str) or tier.lower() not in _TIERS):
+        _fail(f"Invalid value at 'service_tier' (type.googleapis.com/google.ai."
+              f"generativelanguage.v1beta.ServiceTier), {tier!r}", "service_tier")  # fmt: skip
     _turns(turns)
     if model.startswith("gemini-3"):
-        _signatures(turns)
+        _signatures(turns, model)
+
+
+def thought_signature(model: str, name: str, args: Mapping[str, Any] | None) -> str:
+    """The `thoughtSignature` the fake gives `model`'s call of `name` with `args`.
+
+    Real signatures are opaque and bound to the model and its turn; these are bound to
+    the model and the call, so a signature moved to another call or model is
+    "Corrupted" here too.
+    """
+    payload = json.dumps([model, name, args or {}], sort_keys=True, separators=(",", ":"))
+    return base64.b64encode(b"sig1" + hashlib.sha256(payload.encode()).digest()[:18]).decode()
+
+
+def _generation(config: Mapping[str, Any], model: str) -> None:
+    """generationConfig's values: thinking, structured output, logprobs, seed (§6.2)."""
+    at = "generation_config"
+    if "thinkingConfig" in config:
+        thinking = _fields(config["thinkingConfig"], _THINKING, f"{at}.thinking_config")
+        _thinking(thinking, model, f"{at}.thinking_config")
+    mime = config.get("responseMimeType")
+    if mime is not None and mime not in _MIME_TYPES:
+        _fail(
+            f"{_REQ}{at}.response_mime_type: allowed mimetypes are `text/plain`,"
+            " `application/json`, `application/xml`, `application/yaml` and `text/x.enum`.\n"
+        )
+    if "responseSchema" in config and "responseJsonSchema" in config:
+        _fail(f"{_REQ}{at}: response_schema and response_json_schema cannot both be set.\n")
+    if "responseJsonSchema" in config:
+        if not isinstance(config["responseJsonSchema"], dict | bool):
+            _fail(_struct(f"{at}.response_json_schema", config["responseJsonSchema"]))
+        if mime != "application/json":
+            _fail(f"{_REQ}{at}.response_mime_type: response_mime_type must be"
+                  " application/json when response_json_schema is set.\n")  # fmt: skip
+    if "responseSchema" in config:
+        _schema(config["responseSchema"], f"{at}.response_schema")
+        if mime not in ("application/json", "text/x.enum"):
+            _fail(f"{_REQ}{at}.response_mime_type: response_mime_type must be"
+                  " application/json or text/x.enum when response_schema is set.\n")  # fmt: skip
+    logprobs = config.get("logprobs")
+    if logprobs is not None:
+        if not isinstance(logprobs, int) or not 0 <= logprobs <= 20:
+            _fail(f"{_REQ}{at}.logprobs: logprobs must be in the range [0, 20].\n")
+        if config.get("responseLogprobs") is not True:
+            _fail(f"{_REQ}{at}.logprobs: logprobs is only valid if response_logprobs is true.\n")
+    seed = config.get("seed")
+    if seed is not None and (not isinstance(seed, int) or not -(2**31) <= seed < 2**31):
+        _fail(f"Invalid value at '{at}.seed' (TYPE_INT32), {seed!r}", f"{at}.seed")
+    stops = config.get("stopSequences")
+    if stops is not None and (not isinstance(stops, list) or len(stops) > 5):
+        _fail(f"{_REQ}{at}.stop_sequences: at most 5 stop sequences are allowed.\n")
+
+
+def _thinking(thinking: Mapping[str, Any], model: str, at: str) -> None:
+    """Levels are Gemini 3's, budgets 2.5's (3 still takes them); never both (§6.2)."""
+    version = _VERSION.match(model)
+    major_minor = (int(version[1]), int(version[2] or 0)) if version else None
+    if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+        _fail(f"{_REQ}{at}: thinking_level and thinking_budget cannot both be set.\n")
+    if major_minor is not None and major_minor < (2, 5) and thinking:
+        _fail(f"{_REQ}{at}: Thinking is not enabled for models/{model}.\n")
+    level = thinking.get("thinkingLevel")
+    if level is not None:
+        name = level.upper() if isinstance(level, str) else level
+        if name not in _LEVELS:
+            _fail(
+                f"Invalid value at '{at}.thinking_level' (type.googleapis.com/google.ai."
+                f"generativelanguage.v1beta.ThinkingConfig.ThinkingLevel), {level!r}"
+            )
+        if major_minor is not None and major_minor < (3, 0):
+            _fail(f"{_REQ}{at}.thinking_level: Thinking level is not supported for this model.\n")
+        pro = "-pro" in model
+        # Gemini 3 Pro thinks LOW or HIGH; later Pro models have no MINIMAL.
+        if pro and (name == "MINIMAL" or (name == "MEDIUM" and major_minor == (3, 0))):
+            _fail(f"{_REQ}{at}.thinking_level: Thinking level {name} is not supported for"
+                  f" models/{model}.\n")  # fmt: skip
+    budget = thinking.get("thinkingBudget")
+    if budget is not None:
+        if not isinstance(budget, int):
+            _fail(f"Invalid value at '{at}.thinking_budget' (TYPE_INT32), {budget!r}")
+        if "-pro" in model and major_minor == (2, 5) and budget == 0:
+            _fail("Budget 0 is invalid. This model only works in thinking mode.")  # [OBS]
+        low, high = (128, 32768) if "-pro" in model else (0, 24576)
+        if budget != -1 and not low <= budget <= high:
+            _fail(f"{_REQ}{at}.thinking_budget: The thinking budget {budget} is invalid."
+                  f" Please choose a value between {low} and {high}.\n")  # fmt: skip
 
 
 def _content(raw: Any, at: str) -> dict[str, Any]:
@@ -150,7 +255,23 @@ def _part(raw: Any, at: str) -> dict[str, Any]:
             _function_response(part[kind], inner_at)
     elif kind == "text" and not isinstance(part["text"], str):
         _fail(f"Invalid value at '{at}.text' (TYPE_STRING), {part['text']!r}", f"{at}.text")
+    signature = part.get("thoughtSignature")
+    if signature is not None and not _is_base64(signature):
+        _fail(f"Invalid value at '{at}.thought_signature' (TYPE_BYTES), Base64 decoding failed"
+              f" for {signature!r}", f"{at}.thought_signature")  # fmt: skip
     return part
+
+
+def _is_base64(value: Any) -> bool:
+    """Proto-JSON bytes: standard or URL-safe base64, padded or not."""
+    if not isinstance(value, str):
+        return False
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _function_call(call: Mapping[str, Any], at: str) -> None:
@@ -213,8 +334,9 @@ def _turns(turns: Sequence[Mapping[str, Any]]) -> None:
                 )
 
 
-def _signatures(turns: Sequence[Mapping[str, Any]]) -> None:
-    """Gemini 3: the first functionCall of each step of the current turn is signed (§6.3)."""
+def _signatures(turns: Sequence[Mapping[str, Any]], model: str) -> None:
+    """Gemini 3: the first functionCall of each step of the current turn is signed (§6.3),
+    with the signature Gemini gave that call or a documented dummy one."""
     start = 0
     for index, turn in enumerate(turns):
         plain_user = turn["role"] == "user" and not any(
@@ -223,6 +345,12 @@ def _signatures(turns: Sequence[Mapping[str, Any]]) -> None:
         if plain_user:
             start = index
     for index in range(start, len(turns)):
+        for part in turns[index]["parts"]:
+            signature = part.get("thoughtSignature")
+            call = part.get("functionCall")
+            if call and signature and signature not in _DUMMY_SIGNATURES:
+                if signature != thought_signature(model, call["name"], call.get("args")):
+                    _fail("Corrupted thought signature.")  # [OBS] PROVIDERS.md §6.3
         for part in turns[index]["parts"]:
             if "functionCall" in part:
                 if not part.get("thoughtSignature"):

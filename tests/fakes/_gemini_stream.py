@@ -12,23 +12,30 @@ responses from its pieces, to cut or extend in a test.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
+
+_TOKEN: Final = re.compile(r"\s*\S+|\s+")
 
 
 def gemini_response_chunks(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The responses that stream `answer` (a whole generateContent answer).
 
-    Text parts arrive in two halves, function calls whole; every response repeats
-    `modelVersion` and `responseId` and carries the prompt's usage; the last one has
-    each candidate's `finishReason` and the complete `usageMetadata`.
+    Text parts arrive in two halves (a `thoughtSignature` with the second), function calls
+    whole; every response repeats `modelVersion` and `responseId` and carries the prompt's
+    usage; the last one has each candidate's `finishReason` and the complete
+    `usageMetadata`.  A candidate with a `logprobsResult` streams each answer piece's own.
     """
     per_candidate: list[list[list[dict[str, Any]]]] = []
     for whole in answer.get("candidates") or ():
         steps: list[list[dict[str, Any]]] = []
         for part in (whole.get("content") or {}).get("parts") or ():
             if isinstance(part.get("text"), str):
-                steps += [[{**part, "text": piece}] for piece in _halves(part["text"])]
+                pieces = _halves(part["text"])
+                unsigned = {k: v for k, v in part.items() if k != "thoughtSignature"}
+                steps += [[{**unsigned, "text": piece}] for piece in pieces[:-1]]
+                steps.append([{**part, "text": pieces[-1]}])
             else:
                 steps.append([part])
         per_candidate.append(steps or [[]])
@@ -47,6 +54,11 @@ def gemini_response_chunks(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
                 continue
             candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts},
                                          "index": source.get("index", position)}  # fmt: skip
+            logprobs = source.get("logprobsResult")
+            text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+            if logprobs is not None and text:
+                top = len((logprobs.get("topCandidates") or [{}])[0].get("candidates") or [])
+                candidate["logprobsResult"] = gemini_logprobs(text, top)
             if last:
                 candidate["finishReason"] = source.get("finishReason", "STOP")
             candidates.append(candidate)
@@ -75,6 +87,26 @@ def gemini_text_chunks(
         chunks.append({"candidates": [candidate], "usageMetadata": usage,
                        "modelVersion": model, "responseId": response_id})  # fmt: skip
     return chunks
+
+
+def gemini_logprobs(text: str, top: int) -> dict[str, Any]:
+    """A `logprobsResult` for `text`: one token per word, `top` top candidates per step (the
+    chosen token first); like proto3 JSON, a zero `logProbability` is left out."""
+    chosen: list[dict[str, Any]] = []
+    tops: list[dict[str, Any]] = []
+    for position, token in enumerate(_TOKEN.findall(text)):
+        logprob = -0.125 * position
+        entry: dict[str, Any] = {"token": token, "tokenId": 100 + position}
+        if logprob:
+            entry["logProbability"] = logprob
+        chosen.append(entry)
+        others = [{"token": f"{token.strip()}~{k}", "tokenId": 900 + k,
+                   "logProbability": logprob - k - 1.0} for k in range(top - 1)]  # fmt: skip
+        tops.append({"candidates": [entry, *others]})
+    result: dict[str, Any] = {"chosenCandidates": chosen}
+    if top:
+        result["topCandidates"] = tops
+    return result
 
 
 def gemini_stream_error(code: int, status: str, message: str) -> dict[str, Any]:
