@@ -197,10 +197,12 @@ def test_translation(
 
 
 def test_unsupported_params_are_dropped_and_named() -> None:
-    """user, logprobs, parallel_tool_calls... are left out and listed in dropped_params."""
-    req = request(user("hi"), user="u", logprobs=True, tools=[WEATHER], parallel_tool_calls=False)
+    """user, logit_bias, parallel_tool_calls... are left out and listed in dropped_params."""
+    req = request(
+        user("hi"), user="u", logit_bias={"1": 2}, tools=[WEATHER], parallel_tool_calls=False
+    )
     built = adapter().build(req)
-    assert built.dropped_params == ("logprobs", "parallel_tool_calls", "user")
+    assert built.dropped_params == ("logit_bias", "parallel_tool_calls", "user")
     assert set(msgspec.json.decode(built.body)) == {"contents", "tools"}
 
 

@@ -25,6 +25,7 @@ from ._base import (
 )
 from ._bedrock import BedrockAdapter
 from ._gemini import GeminiAdapter
+from ._gemini_params import GEMINI_TABLE
 from ._mistral import MistralAdapter
 from ._mock import MOCK_BASE, MockUpstream
 from ._openai import OpenAIAdapter, classify_openai_error, parse_openai_completion
@@ -62,6 +63,7 @@ def supported_providers() -> frozenset[str]:
 
 
 __all__ = [
+    "GEMINI_TABLE",
     "OPTIONAL_PARAMS",
     "UNIVERSAL_ID",
     "Adapter",

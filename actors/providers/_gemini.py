@@ -3,15 +3,20 @@
     OpenAI chat                          Gemini generateContent
     system / developer messages     ->   `systemInstruction.parts`
     user text, image, audio, file   ->   `text` / `inlineData` parts of a "user" turn
-    assistant text + `tool_calls`   ->   a "model" turn of `text` / `functionCall` parts
+    assistant text + `tool_calls`   ->   a "model" turn of `text` / `functionCall` parts, each
+                                         call signed with the `thoughtSignature` its answer
+                                         gave (`extra_content.google.thought_signature`)
     tool messages (consecutive)     ->   ONE "user" turn of `functionResponse` parts, each
                                          named after the assistant call it answers
+    legacy functions / function_call / role "function"
+                                    ->   as tools / tool_choice / tool messages
     tools                           ->   [{"functionDeclarations": [...]}] (JSON schema as-is
                                          in `parametersJsonSchema`)
     tool_choice auto/required/none  ->   functionCallingConfig mode AUTO / ANY / NONE
     tool_choice {"function": X}     ->   mode ANY + allowedFunctionNames [X]
-    max_completion_tokens, temperature, top_p, stop, n, seed, presence/frequency
-    penalties, response_format      ->   `generationConfig`
+    sampling, output budget, stop, n, seed, penalties, response_format, logprobs,
+    reasoning_effort                ->   `generationConfig` (see `GEMINI_TABLE`)
+    service_tier                    ->   `serviceTier`
     stream = true                   ->   POST :streamGenerateContent?alt=sse (same body)
 
 Tool-call ids travel as `functionCall.id` / `functionResponse.id` (Gemini echoes them);
@@ -37,6 +42,7 @@ from .._chat import (
     ChatRequest,
     DeveloperMessage,
     FilePart,
+    FunctionMessage,
     ImagePart,
     Message,
     NamedToolChoice,
@@ -56,11 +62,20 @@ from ._chat_parts import (
     function_calls,
     function_tools,
     json_object_or_none,
-    output_budget,
+    legacy_functions_as_tools,
     refuse_custom_tools,
     split_data_url,
-    stop_sequences,
     text_of,
+)
+from ._gemini_extras import signature_of
+from ._gemini_params import (
+    CACHE_HINTS,
+    GEMINI_PARAMS,
+    Thinking,
+    generation_config,
+    has_cache_hints,
+    service_tier,
+    thinking_style,
 )
 from ._gemini_reply import classify_gemini_error, parse_generate_response
 from ._gemini_stream import GeminiStreamParser
@@ -76,26 +91,14 @@ GEMINI_TOOL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}")
 SKIP_SIGNATURE: Final = "skip_thought_signature_validator"
 """Google's documented `thoughtSignature` for calls Gemini did not sign (§6.3).
 
-Gemini 3 rejects a model turn whose first `functionCall` part has no signature, and
-history from another provider (or from this adapter, which keeps no state) has none.
+Gemini 3 rejects a model turn whose first `functionCall` part has no signature. A call
+Gemini made comes back with its own signature (the client keeps the tool call's
+`extra_content`); history from another provider, or a client that dropped
+`extra_content`, has none, and only such a turn gets this placeholder.
 """
-GEMINI_PARAMS: Final = frozenset({
-    "frequency_penalty", "max_completion_tokens", "max_tokens", "n", "presence_penalty",
-    "response_format", "seed", "stop", "stream", "temperature", "tool_choice", "tools",
-    "top_p",
-})  # fmt: skip
-"""The optional `ChatRequest` fields Gemini can express; the others are dropped."""
 
 _PROVIDER: Final = "gemini"
 _MODES: Final[Mapping[str, str]] = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
-_CONFIG: Final[Mapping[str, str]] = {
-    "temperature": "temperature",
-    "top_p": "topP",
-    "n": "candidateCount",
-    "seed": "seed",
-    "presence_penalty": "presencePenalty",
-    "frequency_penalty": "frequencyPenalty",
-}
 
 Part = dict[str, Any]
 
@@ -104,14 +107,18 @@ class GeminiAdapter:
     """The Gemini Developer API's generateContent, for one deployment."""
 
     __slots__ = (
-        "_headers", "_model", "_name", "_stream_url", "_url", "auth", "supported_params",
+        "_headers", "_model", "_name", "_stream_url", "_thinking", "_url", "auth",
+        "supported_params",
     )  # fmt: skip
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model.removeprefix("models/")
         self._name = spec.name
         self.auth: httpx.Auth | None = None
-        self.supported_params = GEMINI_PARAMS
+        self._thinking = thinking_style(self._model)
+        self.supported_params = (
+            GEMINI_PARAMS if self._thinking else GEMINI_PARAMS - {"reasoning_effort"}
+        )
         base = (spec.api_base or GEMINI_BASE).rstrip("/")
         version = spec.api_version or GEMINI_API_VERSION
         self._url = f"{base}/{version}/models/{self._model}:generateContent"
@@ -124,9 +131,16 @@ class GeminiAdapter:
 
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
-        request = conform_tool_ids(drop_params(request, dropped), GEMINI_TOOL_ID)
+        request = legacy_functions_as_tools(
+            drop_params(request, dropped), provider=_PROVIDER, deployment=self._name
+        )
+        request = conform_tool_ids(request, GEMINI_TOOL_ID)
         refuse_custom_tools(request, provider=_PROVIDER, deployment=self._name)
-        body = generate_body(request, deployment=self._name)
+        body = generate_body(
+            request, deployment=self._name, model=self._model, thinking=self._thinking
+        )
+        if has_cache_hints(request):
+            dropped = tuple(sorted((*dropped, CACHE_HINTS)))
         return HttpRequest(
             method="POST",
             url=self._stream_url if request.stream is True else self._url,
@@ -146,8 +160,11 @@ class GeminiAdapter:
         return GeminiStreamParser(model=self._model)
 
 
-def generate_body(request: ChatRequest, *, deployment: str) -> dict[str, Any]:
-    """The generateContent body for `request` (already stripped of unsupported parameters)."""
+def generate_body(
+    request: ChatRequest, *, deployment: str, model: str, thinking: Thinking | None
+) -> dict[str, Any]:
+    """The generateContent body for `request` (already stripped of unsupported parameters,
+    legacy functions rewritten as tools) to `model`, which thinks in `thinking`'s terms."""
     names = check_tool_names(
         request,
         GEMINI_TOOL_NAME,
@@ -178,9 +195,12 @@ def generate_body(request: ChatRequest, *, deployment: str) -> dict[str, Any]:
     config = tool_config(request, names, deployment)
     if config is not None:
         body["toolConfig"] = config
-    generation = generation_config(request)
+    generation = generation_config(request, model, thinking, deployment)
     if generation:
         body["generationConfig"] = generation
+    tier = service_tier(request, deployment)
+    if tier is not None:
+        body["serviceTier"] = tier
     return body
 
 
@@ -205,6 +225,8 @@ def translate_messages(
             case ToolMessage():
                 role, kind = "user", "responses"
                 parts = [_function_response(message, call_names, deployment)]
+            case FunctionMessage():
+                raise AssertionError("legacy_functions_as_tools rewrites function messages")
         if not parts:
             continue  # Gemini rejects a turn without parts
         if kinds and kinds[-1] == kind:
@@ -241,32 +263,6 @@ def tool_config(
         assert isinstance(choice, str)  # refuse_custom_tools ran first
         calling = {"mode": _MODES[choice]}
     return {"functionCallingConfig": calling}
-
-
-def generation_config(request: ChatRequest) -> dict[str, Any]:
-    """`generationConfig` from the sampling parameters the request sets."""
-    config: dict[str, Any] = {}
-    budget = output_budget(request)
-    if budget is not None:
-        config["maxOutputTokens"] = budget
-    for name, key in _CONFIG.items():
-        value = getattr(request, name)
-        if value is not UNSET and value is not None:
-            config[key] = value
-    stop = stop_sequences(request)
-    if stop:
-        config["stopSequences"] = stop
-    response_format = request.response_format
-    if response_format is not UNSET and response_format.type != "text":
-        config["responseMimeType"] = "application/json"
-        schema = (
-            response_format.json_schema.get("schema")
-            if isinstance(response_format.json_schema, dict)
-            else None
-        )
-        if response_format.type == "json_schema" and isinstance(schema, dict):
-            config["responseJsonSchema"] = schema
-    return config
 
 
 def _text_parts(content: str | tuple[TextPart, ...]) -> list[Part]:
@@ -321,9 +317,13 @@ def _model_parts(message: AssistantMessage, deployment: str) -> list[Part]:
         parts.extend(_text_parts(message.refusal))
     for call in function_calls(message):
         arguments = call_arguments(call, provider=_PROVIDER, deployment=deployment)
-        parts.append(
-            {"functionCall": {"id": call.id, "name": call.function.name, "args": arguments}}
-        )
+        signed: Part = {
+            "functionCall": {"id": call.id, "name": call.function.name, "args": arguments}
+        }
+        signature = signature_of(call)
+        if signature is not None:
+            signed["thoughtSignature"] = signature
+        parts.append(signed)
     return parts
 
 
@@ -347,7 +347,7 @@ def _function_response(
 
 
 def _sign_first_call(parts: list[Part]) -> None:
-    for part in parts:
-        if "functionCall" in part:
-            part.setdefault("thoughtSignature", SKIP_SIGNATURE)
-            return
+    """Give an unsigned turn's first call the placeholder; a signed turn goes as it came."""
+    calls = [part for part in parts if "functionCall" in part]
+    if calls and not any("thoughtSignature" in part for part in calls):
+        calls[0]["thoughtSignature"] = SKIP_SIGNATURE
