@@ -58,7 +58,9 @@ def tool_call(call_id: str, arguments: str = '{"city":"Rome"}') -> dict[str, Any
         pytest.param(
             candidate({"functionCall": {"id": "fc_9", "name": "get_weather"},
                        "thoughtSignature": "Cq8B"}),
-            None, [tool_call("fc_9", "{}")], "tool_calls", id="echoed-id-no-args",
+            None, [{**tool_call("fc_9", "{}"),
+                    "extra_content": {"google": {"thought_signature": "Cq8B"}}}],
+            "tool_calls", id="echoed-id-no-args-signed",
         ),
         pytest.param(candidate({"text": "Hi"}, reason="MAX_TOKENS"), "Hi", None, "length",
                      id="max-tokens"),

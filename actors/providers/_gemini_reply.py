@@ -22,6 +22,9 @@ INTERNAL (500)                       ->   server_error
 UNAVAILABLE (503)                    ->   overloaded
 DEADLINE_EXCEEDED (504)              ->   timeout
 
+Thought parts come back as `reasoning_content`; a functionCall's `thoughtSignature` and a
+candidate's `logprobsResult` as `_gemini_extras` maps them.
+
 `StreamEvent`, `check_finish`, `openai_finish` and `openai_usage` serve `_gemini_stream`,
 which maps streamed responses the same way.
 """
@@ -47,6 +50,7 @@ from .._chat import (
 from .._exceptions import ErrorClass, ProviderError
 from ._base import excerpt, garbage, retry_after
 from ._chat_parts import created_at
+from ._gemini_extras import LogprobsResult, openai_logprobs, signature_extra
 from ._toolids import universal_id
 
 _FILTERED: Final = frozenset({
@@ -72,6 +76,7 @@ class _Part(_Camel, frozen=True):
     text: str | None = None
     thought: bool = False
     function_call: GeminiCall | None = None
+    thought_signature: str | None = None
 
 
 class _Content(_Camel, frozen=True):
@@ -83,6 +88,7 @@ class _Candidate(_Camel, frozen=True):
     finish_reason: str | None = None
     finish_message: str | None = None
     index: int | None = None
+    logprobs_result: LogprobsResult | None = None
 
 
 class UsageMetadata(_Camel, frozen=True):
@@ -148,6 +154,7 @@ def _choice(
 ) -> Choice:
     check_finish(candidate, status)
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[ResponseToolCall] = []
     parts = candidate.content.parts if candidate.content is not None else []
     for index, part in enumerate(parts):
@@ -157,17 +164,28 @@ def _choice(
             arguments = msgspec.json.encode(call.args or {}).decode()
             calls.append(
                 ResponseToolCall(
-                    id=call_id, function=ResponseFunctionCall(name=call.name, arguments=arguments)
+                    id=call_id,
+                    function=ResponseFunctionCall(name=call.name, arguments=arguments),
+                    # Gemini 3 rejects the next turn unless this comes back (§6.3).
+                    extra_content=signature_extra(part.thought_signature) or UNSET,
                 )
             )
-        elif part.text is not None and not part.thought:  # thought summaries are not the answer
-            texts.append(part.text)
+        elif part.text is not None:  # thought summaries are reasoning, not the answer
+            (thoughts if part.thought else texts).append(part.text)
     finish = openai_finish(candidate.finish_reason or "STOP", calls=bool(calls))
     message = ResponseMessage(
-        content="".join(texts) if texts else None, tool_calls=tuple(calls) if calls else UNSET
+        content="".join(texts) if texts else None,
+        tool_calls=tuple(calls) if calls else UNSET,
+        reasoning_content="".join(thoughts) if thoughts else UNSET,
     )
     index = position if candidate.index is None else candidate.index
-    return Choice(index=index, message=message, finish_reason=finish)
+    logprobs = candidate.logprobs_result
+    return Choice(
+        index=index,
+        message=message,
+        finish_reason=finish,
+        logprobs=openai_logprobs(logprobs) if logprobs is not None else UNSET,
+    )
 
 
 def check_finish(candidate: _Candidate, status: int | None) -> None:

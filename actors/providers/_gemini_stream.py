@@ -3,9 +3,12 @@
 Each `data:` event is a whole GenerateContentResponse holding the next parts:
 
     Gemini                                    OpenAI chunk
-    candidates[i] text parts             ->   choices[i].delta.content (thoughts skipped)
+    candidates[i] text parts             ->   choices[i].delta.content
+    candidates[i] thought parts          ->   choices[i].delta.reasoning_content
     candidates[i] functionCall part      ->   choices[i].delta.tool_calls: ONE fragment with
-                                              id, type, name and the JSON-encoded args
+                                              id, type, name, the JSON-encoded args and the
+                                              part's thoughtSignature as `extra_content`
+    candidates[i] logprobsResult         ->   choices[i].logprobs (this response's tokens)
     finishReason (last event)            ->   a chunk with finish_reason, mapped as for
                                               whole answers (STOP + calls -> tool_calls)
     MALFORMED_FUNCTION_CALL, ...         ->   ProviderError server_error
@@ -40,6 +43,7 @@ from .._chat import (
 )
 from .._exceptions import ProviderError
 from ._base import decode_or_garbage
+from ._gemini_extras import openai_logprobs, signature_extra
 from ._gemini_reply import (
     GeminiCall,
     StreamEvent,
@@ -131,18 +135,24 @@ class GeminiStreamParser(SSEStreamParser):
                 continue
             check_finish(candidate, 200)
             texts: list[str] = []
+            thoughts: list[str] = []
             calls: list[ToolCallDelta] = []
             for part in candidate.content.parts if candidate.content is not None else ():
                 if part.function_call is not None:
-                    calls.append(self._call(index, part.function_call))
-                elif part.text and not part.thought:  # thought summaries are not the answer
-                    texts.append(part.text)
-            if texts or calls:
+                    calls.append(self._call(index, part.function_call, part.thought_signature))
+                elif part.text:  # thought summaries are reasoning, not the answer
+                    (thoughts if part.thought else texts).append(part.text)
+            logprobs = candidate.logprobs_result
+            if texts or calls or thoughts:
                 delta = ChunkDelta(
                     content="".join(texts) if texts else UNSET,
                     tool_calls=tuple(calls) if calls else UNSET,
+                    reasoning_content="".join(thoughts) if thoughts else UNSET,
                 )
-                content.append(self._choice(index, delta))
+                choice = self._choice(index, delta)
+                if logprobs is not None:
+                    choice = msgspec.structs.replace(choice, logprobs=openai_logprobs(logprobs))
+                content.append(choice)
             if candidate.finish_reason:
                 finish = openai_finish(candidate.finish_reason, calls=index in self._calls)
                 finishes.append(self._choice(index, ChunkDelta(), finish))
@@ -156,7 +166,7 @@ class GeminiStreamParser(SSEStreamParser):
             if choices:
                 out.append(self._make(tuple(choices)))
 
-    def _call(self, index: int, call: GeminiCall) -> ToolCallDelta:
+    def _call(self, index: int, call: GeminiCall, signature: str | None) -> ToolCallDelta:
         number = self._calls.get(index, 0)
         self._calls[index] = number + 1
         call_id = call.id or universal_id(f"{self._id}:{index}:{number}:{call.name}")
@@ -166,6 +176,8 @@ class GeminiStreamParser(SSEStreamParser):
             id=call_id,
             type="function",
             function=FunctionDelta(name=call.name, arguments=arguments),
+            # Gemini 3 rejects the next turn unless this comes back (§6.3).
+            extra_content=signature_extra(signature) or UNSET,
         )
 
     def _choice(self, index: int, delta: ChunkDelta, finish: str | None = None) -> ChunkChoice:
