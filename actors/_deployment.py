@@ -265,6 +265,7 @@ class DeploymentActor:
         assert chunks is not None
         parser = self.adapter.stream_parser()
         http = self.adapter.build(request_decoder.decode(attempt.payload))
+        attempt.reply.dropped_params = http.dropped_params
         budget_end = scope.deadline
         spec = self.spec
         scope.deadline = min(budget_end, anyio.current_time() + spec.first_token_timeout_s)

@@ -51,13 +51,16 @@ class Reply:
     still queued is then skipped, and one in flight is cancelled.
     """
 
-    __slots__ = ("_event", "_outcome", "_scope", "abandoned")
+    __slots__ = ("_event", "_outcome", "_scope", "abandoned", "dropped_params")
 
     def __init__(self) -> None:
         self._event = anyio.Event()
         self._outcome: Outcome | None = None
         self._scope: anyio.CancelScope | None = None
         self.abandoned = False
+        self.dropped_params: tuple[str, ...] = ()
+        """Set by the actor once it built the provider request of a streamed attempt, so
+        the headers sent before the stream ends name what that very body left out."""
 
     def set(self, outcome: Outcome) -> None:
         if self._outcome is None:

@@ -183,9 +183,11 @@ def test_fields_mistral_refuses_are_dropped_and_named() -> None:
         reasoning_effort="low", stream_options={"include_usage": True},
     ))  # fmt: skip
     assert http.dropped_params == (
-        "logit_bias", "logprobs", "reasoning_effort", "stream_options", "top_logprobs", "user",
+        "logit_bias", "logprobs", "stream_options", "top_logprobs", "user",
     )  # fmt: skip
-    assert msgspec.json.decode(http.body) == {**MODEL, "messages": [user("hi")]}
+    assert msgspec.json.decode(http.body) == {
+        **MODEL, "messages": [user("hi")], "reasoning_effort": "low",
+    }  # fmt: skip
 
 
 def test_url_and_auth() -> None:

@@ -18,7 +18,9 @@ from ._base import (
     StreamParser,
     drop_params,
     excerpt,
+    inert_params,
     param_table,
+    params_to_drop,
     retry_after,
     supported_by,
     unsupported_params,
@@ -29,6 +31,7 @@ from ._gemini_params import GEMINI_TABLE
 from ._mistral import MistralAdapter
 from ._mock import MOCK_BASE, MockUpstream
 from ._openai import OpenAIAdapter, classify_openai_error, parse_openai_completion
+from ._tables import render_param_tables, table_of
 from ._toolids import UNIVERSAL_ID, IdRule, conform_tool_ids, pattern_rule, universal_id
 
 
@@ -62,6 +65,11 @@ def supported_providers() -> frozenset[str]:
     return frozenset(_ADAPTERS)
 
 
+def param_tables() -> str:
+    """The README's parameter tables (Markdown), one per provider, read from the adapters."""
+    return render_param_tables(_ADAPTERS)
+
+
 __all__ = [
     "GEMINI_TABLE",
     "OPTIONAL_PARAMS",
@@ -84,12 +92,16 @@ __all__ = [
     "conform_tool_ids",
     "drop_params",
     "excerpt",
+    "inert_params",
     "param_table",
+    "param_tables",
+    "params_to_drop",
     "parse_openai_completion",
     "pattern_rule",
     "retry_after",
     "supported_by",
     "supported_providers",
+    "table_of",
     "universal_id",
     "unsupported_params",
 ]

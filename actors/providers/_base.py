@@ -126,6 +126,38 @@ def unsupported_params(request: ChatRequest, supported: frozenset[str]) -> tuple
     )
 
 
+def inert_params(request: ChatRequest) -> tuple[str, ...]:
+    """The parameters `request` sets that mean nothing given the rest of it, sorted.
+
+    `tool_choice` and `parallel_tool_calls` without `tools`, `function_call` without
+    `functions`, a `stream_options` object without `stream`: OpenAI answers each with a 400
+    ("only allowed when 'tools' are specified"), and no provider could act on them.
+    They are dropped and named whatever `drop_params` says: leaving them out changes
+    nothing the model does, so it is no reason to skip a deployment.
+    """
+    names = []
+    if not request.tools:
+        names += [
+            name
+            for name in ("parallel_tool_calls", "tool_choice")
+            if getattr(request, name) is not UNSET
+        ]
+    if request.function_call is not UNSET and not request.functions:
+        names.append("function_call")
+    if request.stream_options not in (UNSET, None) and request.stream is not True:
+        names.append("stream_options")
+    return tuple(sorted(names))
+
+
+def params_to_drop(request: ChatRequest, supported: frozenset[str]) -> tuple[str, ...]:
+    """What an adapter leaves out of `request`: unsupported and inert parameters, sorted."""
+    unsupported = unsupported_params(request, supported)
+    inert = inert_params(request)
+    if not inert:
+        return unsupported
+    return tuple(sorted(set(unsupported) | set(inert)))
+
+
 def drop_params(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest:
     """`request` without the parameters `names` (for `HttpRequest.dropped_params`)."""
     if not names:

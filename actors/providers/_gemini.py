@@ -55,7 +55,15 @@ from .._chat import (
     encoder,
 )
 from .._exceptions import ProviderError, Unsupported
-from ._base import HttpRequest, drop_params, unsupported_params
+from ._base import (
+    Handling,
+    HttpRequest,
+    ParamRow,
+    ParamTable,
+    drop_params,
+    supported_by,
+    unsupported_params,
+)
 from ._chat_parts import (
     call_arguments,
     check_tool_names,
@@ -70,7 +78,7 @@ from ._chat_parts import (
 from ._gemini_extras import signature_of
 from ._gemini_params import (
     CACHE_HINTS,
-    GEMINI_PARAMS,
+    GEMINI_TABLE,
     Thinking,
     generation_config,
     has_cache_hints,
@@ -108,7 +116,7 @@ class GeminiAdapter:
 
     __slots__ = (
         "_headers", "_model", "_name", "_stream_url", "_thinking", "_url", "auth",
-        "supported_params",
+        "param_table", "supported_params",
     )  # fmt: skip
 
     def __init__(self, spec: Deployment) -> None:
@@ -116,9 +124,15 @@ class GeminiAdapter:
         self._name = spec.name
         self.auth: httpx.Auth | None = None
         self._thinking = thinking_style(self._model)
-        self.supported_params = (
-            GEMINI_PARAMS if self._thinking else GEMINI_PARAMS - {"reasoning_effort"}
+        self.param_table: ParamTable = (
+            GEMINI_TABLE
+            if self._thinking
+            else {
+                **GEMINI_TABLE,
+                "reasoning_effort": ParamRow(Handling.DROPPED, "this model does not think"),
+            }
         )
+        self.supported_params = supported_by(self.param_table)
         base = (spec.api_base or GEMINI_BASE).rstrip("/")
         version = spec.api_version or GEMINI_API_VERSION
         self._url = f"{base}/{version}/models/{self._model}:generateContent"

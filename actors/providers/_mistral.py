@@ -29,6 +29,7 @@ from .._chat import (
     ImagePart,
     Message,
     NamedToolChoice,
+    Prediction,
     SystemMessage,
     TextPart,
     ToolMessage,
@@ -36,10 +37,20 @@ from .._chat import (
     encoder,
 )
 from .._exceptions import ProviderError, Unsupported
-from ._base import HttpRequest, drop_params, unsupported_params
+from ._base import (
+    Handling,
+    HttpRequest,
+    ParamRow,
+    drop_params,
+    param_table,
+    params_to_drop,
+    supported_by,
+)
 from ._chat_parts import function_calls, function_tools, refuse_custom_tools
+from ._legacy import functions_as_tools
 from ._mistral_reply import classify_mistral_error, parse_mistral
 from ._mistral_stream import MistralStreamParser
+from ._openai_params import Extras, strip_extras
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 MISTRAL_BASE: Final = "https://api.mistral.ai/v1"
@@ -47,16 +58,55 @@ MISTRAL_TOOL_ID: Final[IdRule] = pattern_rule(r"[a-zA-Z0-9]{9}")
 """Exactly nine alphanumerics, on calls and results alike (PROVIDERS.md §5.3)."""
 MISTRAL_TOOL_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 """mistral-common's function-name rule."""
-MISTRAL_PARAMS: Final = frozenset(
-    {"frequency_penalty", "max_completion_tokens", "max_tokens", "n", "parallel_tool_calls"}
-    | {"presence_penalty", "response_format", "seed", "stop", "stream", "temperature"}
-    | {"tool_choice", "tools", "top_p"}
+_SENT: Final = ParamRow(Handling.SENT)
+_NOT_IN_API: Final = "not in Mistral's chat API (422 `extra_forbidden`)"
+MISTRAL_TABLE: Final = param_table({
+    "frequency_penalty": _SENT,
+    "presence_penalty": _SENT,
+    "temperature": _SENT,
+    "top_p": _SENT,
+    "n": _SENT,
+    "stop": _SENT,
+    "stream": ParamRow(Handling.SENT, "usage always comes in the last chunk"),
+    "max_tokens": _SENT,
+    "max_completion_tokens": ParamRow(Handling.MAPPED, "`max_tokens` (wins over `max_tokens`)"),
+    "seed": ParamRow(Handling.MAPPED, "`random_seed`"),
+    "response_format": ParamRow(
+        Handling.SENT, "`json_schema` without a `schema` goes as `json_object`"
+    ),
+    "tools": ParamRow(Handling.SENT, "function tools; a missing `parameters` is sent empty"),
+    "tool_choice": ParamRow(Handling.MAPPED, "`tool_choice` (`required` as `any`)"),
+    "parallel_tool_calls": _SENT,
+    "reasoning_effort": ParamRow(Handling.MAPPED, "`reasoning_effort` (`max` as `xhigh`)"),
+    "metadata": ParamRow(Handling.SENT, "Mistral's own `metadata`"),
+    "prediction": ParamRow(Handling.MAPPED, "`prediction` (text parts joined)"),
+    "prompt_cache_key": _SENT,
+    "functions": ParamRow(Handling.MAPPED, "`tools` (single calls: `parallel_tool_calls` false)"),
+    "function_call": ParamRow(Handling.MAPPED, "`tool_choice`"),
+    "logit_bias": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "logprobs": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "top_logprobs": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "user": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "safety_identifier": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "stream_options": ParamRow(Handling.DROPPED, "usage is always streamed; 422 if sent"),
+    "store": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "modalities": ParamRow(Handling.DROPPED, "text output only"),
+    "audio": ParamRow(Handling.DROPPED, "text output only"),
+    "service_tier": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "verbosity": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "prompt_cache_retention": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "prompt_cache_options": ParamRow(Handling.DROPPED, _NOT_IN_API),
+    "web_search_options": ParamRow(Handling.DROPPED, "web search is an Agents API tool"),
+    "moderation": ParamRow(Handling.DROPPED, "Mistral's `guardrails` take other policies"),
+})  # fmt: skip
+"""How Mistral's chat API (mistralai SDK `ChatCompletionRequest`, §5.2) takes each parameter."""
+MISTRAL_PARAMS: Final = supported_by(MISTRAL_TABLE)
+_EXTRAS: Final = Extras(
+    cache_control=True, prompt_cache_breakpoint=True, replayed_reasoning=True, extra_content=True
 )
-"""Optional request fields Mistral can take (§5.2); `seed` and `max_completion_tokens` are renamed.
-
-Not here, so dropped: logit_bias, logprobs, top_logprobs, user, stream_options (all 422)
-and reasoning_effort (Mistral's takes only "none"/"high", not OpenAI's levels).
-"""
+"""Message-level extensions Mistral's closed schema refuses: left out and named."""
+_EFFORTS: Final = {"max": "xhigh"}
+"""OpenAI's reasoning efforts Mistral does not name, as its nearest level."""
 BRIDGE_TEXT: Final = "OK."
 """An assistant turn inserted between a tool result and a user turn, which Mistral refuses."""
 
@@ -70,6 +120,7 @@ _SCALARS: Final = (
     ("stream", "stream"),
 )
 _JSON_SCHEMA_KEYS: Final = ("name", "schema", "description", "strict")
+_NAMED_ROLES: Final = (SystemMessage, DeveloperMessage, UserMessage, AssistantMessage)
 
 
 def mistral_body(request: ChatRequest, model: str, deployment: str) -> dict[str, Any]:
@@ -90,11 +141,18 @@ def mistral_body(request: ChatRequest, model: str, deployment: str) -> dict[str,
     if request.stop is not UNSET and request.stop is not None:
         body["stop"] = request.stop if isinstance(request.stop, str) else list(request.stop)
     if request.response_format is not UNSET:
-        fmt: dict[str, Any] = {"type": request.response_format.type}
-        if request.response_format.json_schema is not UNSET:
-            schema = request.response_format.json_schema
-            fmt["json_schema"] = {k: schema[k] for k in _JSON_SCHEMA_KEYS if k in schema}
-        body["response_format"] = fmt
+        body["response_format"] = _response_format(
+            request.response_format.type, request.response_format.json_schema
+        )
+    if isinstance(request.reasoning_effort, str):
+        effort = request.reasoning_effort
+        body["reasoning_effort"] = _EFFORTS.get(effort, effort)
+    if request.metadata:
+        body["metadata"] = request.metadata
+    if isinstance(request.prediction, Prediction):
+        body["prediction"] = {"type": "content", "content": _joined(request.prediction.content)}
+    if isinstance(request.prompt_cache_key, str):
+        body["prompt_cache_key"] = request.prompt_cache_key
     if request.tools:
         body["tools"] = [_tool(tool.function) for tool in function_tools(request)]
         if request.tool_choice is not UNSET:
@@ -168,6 +226,7 @@ class MistralAdapter:
         "_stream_headers",
         "_url",
         "auth",
+        "param_table",
         "supported_params",
     )
 
@@ -176,6 +235,7 @@ class MistralAdapter:
         self._model = spec.model
         self._url = f"{(spec.api_base or MISTRAL_BASE).rstrip('/')}/chat/completions"
         self.auth: httpx.Auth | None = None
+        self.param_table = MISTRAL_TABLE
         self.supported_params = MISTRAL_PARAMS
         headers = {"content-type": "application/json", "accept": "application/json"}
         if spec.api_key is not None and spec.api_key.reveal():
@@ -185,8 +245,14 @@ class MistralAdapter:
         self._stream_headers = {**headers, "accept": "text/event-stream"}
 
     def build(self, request: ChatRequest) -> HttpRequest:
-        dropped = unsupported_params(request, self.supported_params)
-        request = conform_tool_ids(drop_params(request, dropped), MISTRAL_TOOL_ID)
+        dropped = params_to_drop(request, self.supported_params)
+        request = drop_params(request, dropped)
+        request, superseded = functions_as_tools(request, provider="mistral", deployment=self._name)
+        request, stripped = strip_extras(request, _EXTRAS)
+        unsent = (*superseded, *stripped, *_unsent_message_fields(request))
+        if unsent:
+            dropped = tuple(sorted({*dropped, *unsent}))
+        request = conform_tool_ids(request, MISTRAL_TOOL_ID)
         refuse_custom_tools(request, provider="mistral", deployment=self._name)
         check_tool_names(request, self._name)
         return HttpRequest(
@@ -235,8 +301,8 @@ def _user_content(content: str | tuple[Any, ...], deployment: str) -> str | list
                 chunks.append({"type": "text", "text": text})
             case ImagePart(image_url=image):
                 url: dict[str, Any] = {"url": image.url}
-                if image.detail is not UNSET:
-                    url["detail"] = image.detail
+                if image.detail is not UNSET:  # Mistral has no "original": its best is "high"
+                    url["detail"] = "high" if image.detail == "original" else image.detail
                 chunks.append({"type": "image_url", "image_url": url})
             case AudioPart(input_audio=audio):
                 chunks.append({"type": "input_audio", "input_audio": audio.data})
@@ -251,6 +317,8 @@ def _user_content(content: str | tuple[Any, ...], deployment: str) -> str | list
 
 def _assistant(message: AssistantMessage) -> dict[str, Any] | None:
     text = "".join(_texts(message.content))
+    if not text and isinstance(message.refusal, str):
+        text = message.refusal  # what the model said, in the one field Mistral has for it
     calls = [
         {
             "id": call.id,
@@ -283,3 +351,29 @@ def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, NamedToolChoice):
         return {"type": "function", "function": {"name": choice.function.name}}
     return "any" if choice == "required" else choice
+
+
+def _response_format(kind: str, json_schema: Any) -> dict[str, Any]:
+    if kind != "json_schema" or json_schema is UNSET:
+        return {"type": kind}
+    if "schema" not in json_schema:  # Mistral requires one; without it this is JSON mode
+        return {"type": "json_object"}
+    return {
+        "type": kind,
+        "json_schema": {k: json_schema[k] for k in _JSON_SCHEMA_KEYS if k in json_schema},
+    }
+
+
+def _joined(content: str | tuple[TextPart, ...]) -> str:
+    return content if isinstance(content, str) else "".join(part.text for part in content)
+
+
+def _unsent_message_fields(request: ChatRequest) -> tuple[str, ...]:
+    """Message fields Mistral's schema has no place for (its messages take no `name`)."""
+    names: set[str] = set()
+    for message in request.messages:
+        if isinstance(message, _NAMED_ROLES) and message.name is not UNSET:
+            names.add("messages[].name")
+        if isinstance(message, AssistantMessage) and message.audio:
+            names.add("messages[].audio")
+    return tuple(sorted(names))

@@ -21,6 +21,7 @@ from .._chat import (
     ChatCompletion,
     ChatRequest,
     Choice,
+    FunctionChoice,
     NamedToolChoice,
     ResponseFunctionCall,
     ResponseMessage,
@@ -83,7 +84,12 @@ class MockUpstream:
 
     def _completion(self, chat: ChatRequest) -> ChatCompletion:
         tool = _forced_tool(chat)
-        if tool is not None:
+        function = _forced_function(chat)
+        if function is not None:  # the legacy API answers in its own field, as OpenAI does
+            legacy = {"name": function, "arguments": "{}"}
+            message = ResponseMessage(content=None, function_call=legacy)
+            finish = "function_call"
+        elif tool is not None:
             call = ResponseToolCall(
                 id=f"call_mock{self._served:08d}",
                 function=ResponseFunctionCall(name=tool, arguments="{}"),
@@ -113,12 +119,16 @@ def _sse(completion: ChatCompletion, chat: ChatRequest) -> bytes:
     choice = completion.choices[0]
     message = choice.message
     deltas: list[dict[str, object]] = [{"role": "assistant", "content": ""}]
+    if message.function_call:
+        name = {"name": message.function_call["name"], "arguments": ""}
+        deltas.append({"function_call": name})
+        deltas.append({"function_call": {"arguments": message.function_call["arguments"]}})
     for index, call in enumerate(message.tool_calls or ()):
         name = {"name": call.function.name, "arguments": ""}
         deltas.append({"tool_calls": [{"index": index, "id": call.id, "function": name}]})
         arguments = {"arguments": call.function.arguments}
         deltas.append({"tool_calls": [{"index": index, "function": arguments}]})
-    if not message.tool_calls:
+    if not message.tool_calls and not message.function_call:
         words = (message.content or "").split(" ")
         deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
     choices: list[list[dict[str, object]]] = [
@@ -142,6 +152,12 @@ def _forced_tool(chat: ChatRequest) -> str | None:
         return chat.tool_choice.function.name
     if chat.tool_choice == "required":
         return function_tools(chat)[0].function.name
+    return None
+
+
+def _forced_function(chat: ChatRequest) -> str | None:
+    if chat.functions and isinstance(chat.function_call, FunctionChoice):
+        return chat.function_call.name
     return None
 
 

@@ -2,6 +2,8 @@
 
 The request body is the `ChatRequest` itself with `model` set to the
 deployment's model: its Struct is the allow-list, so nothing else can be sent.
+What each flavour leaves out of it (an Azure api-version's missing parameters,
+message extensions OpenAI refuses) is decided by `_openai_params`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Final
 
 import httpx
 import msgspec
-from msgspec import Struct
+from msgspec import UNSET, Struct
 
 from config import Deployment
 
@@ -26,13 +28,24 @@ from .._chat import (
 )
 from .._exceptions import ErrorClass, ProviderError
 from ._base import (
-    OPTIONAL_PARAMS,
+    Handling,
     HttpRequest,
+    ParamTable,
     decode_or_garbage,
     drop_params,
     excerpt,
+    params_to_drop,
     retry_after,
-    unsupported_params,
+    supported_by,
+)
+from ._openai_params import (
+    COMPATIBLE_TABLE,
+    NO_EXTRAS,
+    OPENAI_EXTRAS,
+    OPENAI_TABLE,
+    azure_extras,
+    azure_table,
+    strip_extras,
 )
 from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
@@ -41,8 +54,6 @@ OPENAI_BASE: Final = "https://api.openai.com/v1"
 OPENAI_TOOL_ID: Final[IdRule] = pattern_rule(r".+", max_length=40)
 """OpenAI accepts any tool-call id of at most 40 characters (PROVIDERS.md §1.3)."""
 _INCLUDE_USAGE: Final = StreamOptions(include_usage=True)
-AZURE_REASONING_SINCE: Final = "2024-12-01-preview"
-"""Older Azure api-versions answer `Unknown parameter: 'reasoning_effort'`."""
 
 
 class _ErrorDetail(Struct):
@@ -127,7 +138,17 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
 class OpenAIAdapter:
     """OpenAI, OpenAI-compatible servers, and Azure OpenAI (both URL forms)."""
 
-    __slots__ = ("_headers", "_model", "_stream_usage", "_url", "auth", "supported_params")
+    __slots__ = (
+        "_budget_as_max_tokens",
+        "_extras",
+        "_headers",
+        "_model",
+        "_stream_usage",
+        "_url",
+        "auth",
+        "param_table",
+        "supported_params",
+    )
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
@@ -135,13 +156,17 @@ class OpenAIAdapter:
         # tokens are counted; the client sees it only if it asked (ChunkStream filters).
         self._stream_usage = spec.provider == "openai"
         self.auth: httpx.Auth | None = None
-        self.supported_params = OPTIONAL_PARAMS
-        if (
-            spec.provider == "azure"
-            and spec.api_version
-            and spec.api_version < AZURE_REASONING_SINCE
-        ):
-            self.supported_params = OPTIONAL_PARAMS - {"reasoning_effort"}
+        table: ParamTable = OPENAI_TABLE
+        self._extras = OPENAI_EXTRAS
+        if spec.provider == "azure":
+            table = azure_table(spec.api_version or None)
+            if spec.api_version:
+                self._extras = azure_extras(spec.api_version)
+        elif spec.provider == "openai-compatible":
+            table, self._extras = COMPATIBLE_TABLE, NO_EXTRAS
+        self.param_table = table
+        self.supported_params = supported_by(table)
+        self._budget_as_max_tokens = table["max_completion_tokens"].handling is Handling.MAPPED
         headers = {"content-type": "application/json", "accept": "application/json"}
         key = spec.api_key.reveal() if spec.api_key is not None else None
         if spec.provider == "azure":
@@ -164,8 +189,17 @@ class OpenAIAdapter:
         self._headers = httpx.Headers(headers)
 
     def build(self, request: ChatRequest) -> HttpRequest:
-        dropped = unsupported_params(request, self.supported_params)
-        request = conform_tool_ids(drop_params(request, dropped), OPENAI_TOOL_ID)
+        dropped = params_to_drop(request, self.supported_params)
+        request = drop_params(request, dropped)
+        if self._budget_as_max_tokens and isinstance(request.max_completion_tokens, int):
+            # The newer name wins, as on OpenAI; the older api-version knows only max_tokens.
+            request = msgspec.structs.replace(
+                request, max_tokens=request.max_completion_tokens, max_completion_tokens=UNSET
+            )
+        request, stripped = strip_extras(request, self._extras)
+        if stripped:
+            dropped = (*dropped, *stripped)
+        request = conform_tool_ids(request, OPENAI_TOOL_ID)
         body = msgspec.structs.replace(request, model=self._model)
         if (
             self._stream_usage

@@ -32,7 +32,14 @@ from ._anthropic_stream import (
     anthropic_text_events,
 )
 from ._asgi import ABORT_EXTENSION
-from ._azure import AZURE_PARAMS, AzureFake, azure_content_filter, azure_rate_limited
+from ._azure import (
+    AZURE_PARAMS,
+    AzureFake,
+    azure_content_filter,
+    azure_dialect,
+    azure_params,
+    azure_rate_limited,
+)
 from ._base import FakeProvider, FakeStatistics
 from ._bedrock import BedrockFake, bedrock_error, bedrock_input_too_long, bedrock_throttled
 from ._bedrock_rules import check_converse
@@ -44,7 +51,7 @@ from ._bedrock_stream import (
     event_frame,
     exception_frame,
 )
-from ._chat_rules import OPENAI_PARAMS, Invalid, check_chat_request
+from ._chat_rules import OPENAI_PARAMS, Dialect, Invalid, check_chat_request
 from ._gemini import (
     GeminiFake,
     gemini_context_exceeded,
@@ -107,6 +114,7 @@ __all__ = [
     "BedrockFake",
     "Close",
     "ConnectionDropped",
+    "Dialect",
     "Directive",
     "Error",
     "FakeProvider",
@@ -132,6 +140,8 @@ __all__ = [
     "anthropic_stream_error",
     "anthropic_text_events",
     "azure_content_filter",
+    "azure_dialect",
+    "azure_params",
     "azure_rate_limited",
     "bedrock_error",
     "bedrock_input_too_long",

@@ -10,21 +10,48 @@ from typing import Any, Final
 from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import Shape, message_text
+from ._chat_rules import OPENAI_PARAMS, Dialect
 from ._openai import chat_reply, check_json_body, completion_id
 from ._recording import RecordedRequest
 from ._script import Error, Success, error
 
-AZURE_PARAMS: Final = frozenset({
-    "messages", "model", "temperature", "top_p", "n", "stream", "stream_options", "stop",
-    "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty",
-    "logit_bias", "user", "logprobs", "top_logprobs", "response_format", "seed", "tools",
-    "tool_choice", "parallel_tool_calls", "functions", "function_call", "data_sources",
+_GA_2024_06_01: Final = frozenset({
+    "messages", "model", "temperature", "top_p", "n", "stream", "stop", "max_tokens",
+    "presence_penalty", "frequency_penalty", "logit_bias", "user", "logprobs", "top_logprobs",
+    "response_format", "seed", "tools", "tool_choice", "functions", "function_call",
+    "data_sources",
 })  # fmt: skip
-"""Default allow-list: roughly GA api-version 2024-10-21 [UNVERIFIED exact set].
+"""`createChatCompletionRequest` of Azure's `stable/2024-06-01/inference.json`."""
+ADDED_IN: Final[Mapping[str, frozenset[str]]] = {
+    "2024-07-01-preview": frozenset({"parallel_tool_calls"}),  # [UNVERIFIED version]
+    "2024-08-01-preview": frozenset({"stream_options"}),  # works on 2024-10-21 [OBS griptape]
+    "2024-09-01-preview": frozenset({"max_completion_tokens"}),  # in 2024-10-21's spec
+    "2024-12-01-preview": frozenset({"store", "metadata", "reasoning_effort"}),  # its spec
+    "2025-01-01-preview": frozenset({"modalities", "audio", "prediction"}),  # azure-sdk-for-go
+}
+"""Top-level fields each dated api-version added (Azure's specs and SDK changelogs)."""
+DEVELOPER_ROLE_SINCE: Final = "2024-12-01-preview"
 
-`store`, `metadata`, `reasoning_effort` and the other newer OpenAI fields are left out
-on purpose: older api-versions answer `Unknown parameter` for them (§2.2).
-"""
+
+def azure_params(api_version: str | None) -> frozenset[str]:
+    """The top-level fields an api-version takes; None is the v1 API (OpenAI's, plus
+    `data_sources`)."""
+    if api_version is None:
+        return OPENAI_PARAMS | {"data_sources"}
+    added = (names for since, names in ADDED_IN.items() if api_version >= since)
+    return _GA_2024_06_01.union(*added)
+
+
+def azure_dialect(api_version: str | None) -> Dialect:
+    """Message-level rules of an api-version (the v1 API follows OpenAI's)."""
+    if api_version is None:
+        return Dialect()
+    return Dialect(developer_role=api_version >= DEVELOPER_ROLE_SINCE,
+                   prompt_cache_breakpoint=False)  # fmt: skip
+
+
+AZURE_PARAMS: Final = azure_params("2024-10-21")
+"""The allow-list of GA api-version 2024-10-21."""
 
 _DEPLOYMENT_PATH: Final = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 V1_PATH: Final = "/openai/v1/chat/completions"
@@ -61,7 +88,8 @@ class AzureFake(FakeProvider):
     Checks, in order: route (404), `api-key: <api_key>` or `Authorization: Bearer <api_key>`
     (401), api-version present (404 "Resource not found") and, if `api_versions` is given,
     listed (400), deployment known (404 `DeploymentNotFound`), the same body rules as
-    `OpenAIFake` with `accepted_params` as allow-list (400 `unknown_parameter`...), then
+    `OpenAIFake` with the api-version's allow-list and roles (`azure_params`,
+    `azure_dialect`; `accepted_params` overrides the list) (400 `unknown_parameter`...), then
     the content filter: a user message containing `content_filter_phrase` gets the 400
     `content_filter` body of §2.3.  Replies carry Azure's `prompt_filter_results` and
     per-choice `content_filter_results`; a stream starts with the empty-choices chunk (§2.5).
@@ -76,7 +104,7 @@ class AzureFake(FakeProvider):
         deployments: Mapping[str, str] | Iterable[str] = ("gpt-4o-mini",),
         name: str = "azure",
         api_versions: Iterable[str] | None = None,
-        accepted_params: Iterable[str] = AZURE_PARAMS,
+        accepted_params: Iterable[str] | None = None,
         content_filter_phrase: str | None = None,
         named_choice_stop: bool = True,
     ) -> None:
@@ -87,7 +115,7 @@ class AzureFake(FakeProvider):
             else {dep: dep for dep in deployments}
         )  # fmt: skip
         self.api_versions = None if api_versions is None else frozenset(api_versions)
-        self.accepted_params = frozenset(accepted_params)
+        self.accepted_params = None if accepted_params is None else frozenset(accepted_params)
         self.content_filter_phrase = content_filter_phrase
         self.named_choice_stop = named_choice_stop
         self._served = 0
@@ -107,8 +135,10 @@ class AzureFake(FakeProvider):
                 return _azure_error(400, "BadRequest", "API version not supported")
             if match.group(1) not in self.deployments:
                 return _azure_error(404, "DeploymentNotFound", _NO_DEPLOYMENT)
+        version = None if match is None else record.query.get("api-version")
+        accepted = self.accepted_params or azure_params(version)
         rejection = check_json_body(
-            record, accepted=self.accepted_params, require_model=match is None
+            record, accepted=accepted, require_model=match is None, dialect=azure_dialect(version)
         )
         if rejection is not None:
             return rejection

@@ -25,7 +25,14 @@ MISTRAL_PARAMS: Final = frozenset({
     "frequency_penalty", "n", "prediction", "parallel_tool_calls", "reasoning_effort",
     "prompt_mode", "guardrails", "prompt_cache_key", "safe_prompt",
 })  # fmt: skip
-"""Top-level fields of the SDK's `ChatCompletionRequest` (§5.2)."""
+"""Top-level fields of the SDK's `ChatCompletionRequest` (§5.2; mistralai client-python
+`src/mistralai/client/models/chatcompletionrequest.py`, 2026-06)."""
+_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
+    "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh"),
+    "prompt_mode": ("reasoning",),
+}
+"""`ReasoningEffort` and `MistralPromptMode` of the SDK (closed on the server)."""
+_IMAGE_DETAILS: Final = ("low", "auto", "high")
 
 _ID: Final = re.compile(r"[a-zA-Z0-9]{9}")
 _NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -41,7 +48,7 @@ _CHUNK_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "document_url": frozenset({"type", "document_url", "document_name"}),
     "reference": frozenset({"type", "reference_ids"}),
     "file": frozenset({"type", "file_id"}),
-    "thinking": frozenset({"type", "thinking", "closed"}),
+    "thinking": frozenset({"type", "thinking", "closed", "signature"}),
     "input_audio": frozenset({"type", "input_audio"}),
 }
 _SCALARS: Final[Mapping[str, tuple[type | tuple[type, ...], str]]] = {
@@ -167,10 +174,38 @@ def _check_schema(body: Any, accepted: frozenset[str], detail: list[dict[str, An
     if fmt is not None and _keys(
         fmt, frozenset({"type", "json_schema"}), ["body", "response_format"], detail
     ):
+        _enum(fmt.get("type"), ("text", "json_object", "json_schema"),
+              ["body", "response_format", "type"], detail)  # fmt: skip
         schema = fmt.get("json_schema")
         allowed = frozenset({"name", "schema", "description", "strict"})
-        if schema is not None:
-            _keys(schema, allowed, ["body", "response_format", "json_schema"], detail)
+        loc = ["body", "response_format", "json_schema"]
+        if schema is not None and _keys(schema, allowed, loc, detail):
+            _required(schema, ("name", "schema"), loc, detail)
+    for key, values in _ENUMS.items():
+        _enum(body.get(key), values, ["body", key], detail)
+    prediction = body.get("prediction")
+    if prediction is not None and _keys(
+        prediction, frozenset({"type", "content"}), ["body", "prediction"], detail
+    ):
+        _enum(prediction.get("type"), ("content",), ["body", "prediction", "type"], detail)
+        content = prediction.get("content")
+        if content is not None and not isinstance(content, str):
+            detail.append(_problem("string_type", ["body", "prediction", "content"],
+                                   "Input should be a valid string", content))  # fmt: skip
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
+    ):
+        detail.append(_problem("string_type", ["body", "stop"], "Input should be a valid string",
+                               stop))  # fmt: skip
+
+
+def _enum(value: Any, values: tuple[str, ...], loc: list[Any], detail: list[Any]) -> None:
+    if value is not None and value not in values:
+        listed = ", ".join(f"'{v}'" for v in values)
+        detail.append(_problem("enum", loc, f"Input should be {listed}", value))
 
 
 def _check_message(message: Any, loc: list[Any], detail: list[dict[str, Any]]) -> None:
@@ -198,8 +233,10 @@ def _check_message(message: Any, loc: list[Any], detail: list[dict[str, Any]]) -
                 continue
             _keys(chunk, allowed, [*loc, "content", index, kind], detail)
             if kind == "image_url" and isinstance(chunk.get("image_url"), dict):
-                _keys(chunk["image_url"], frozenset({"url", "detail"}),
-                      [*loc, "content", index, kind, "image_url"], detail)  # fmt: skip
+                image_loc = [*loc, "content", index, kind, "image_url"]
+                _keys(chunk["image_url"], frozenset({"url", "detail"}), image_loc, detail)
+                _enum(chunk["image_url"].get("detail"), _IMAGE_DETAILS, [*image_loc, "detail"],
+                      detail)  # fmt: skip
     elif content is not None and not isinstance(content, str):
         detail.append(
             _problem("string_type", [*loc, "content"], "Input should be a valid string", content)

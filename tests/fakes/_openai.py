@@ -10,7 +10,7 @@ from typing import Any, Final
 from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import Shape, completion, plan_turn, sse_chunks
-from ._chat_rules import OPENAI_PARAMS, check_chat_request
+from ._chat_rules import OPENAI_DIALECT, OPENAI_PARAMS, Dialect, check_chat_request
 from ._recording import RecordedRequest
 from ._script import Error, Success, error
 
@@ -93,13 +93,19 @@ class OpenAIFake(FakeProvider):
 
 
 def check_json_body(
-    record: RecordedRequest, *, accepted: Iterable[str], require_model: bool
+    record: RecordedRequest,
+    *,
+    accepted: Iterable[str],
+    require_model: bool,
+    dialect: Dialect = OPENAI_DIALECT,
 ) -> Reply | None:
     """The 400 for a body that is not a JSON object or breaks a Chat Completions rule."""
     media_type = record.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" or not isinstance(record.json, dict):
         return _openai_error(400, _BAD_JSON)
-    invalid = check_chat_request(record.json, accepted=accepted, require_model=require_model)
+    invalid = check_chat_request(
+        record.json, accepted=accepted, require_model=require_model, dialect=dialect
+    )
     return None if invalid is None else json_reply(400, invalid.body())
 
 
