@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
 from .._chat import (
     AllowedToolsChoice,
@@ -24,20 +24,12 @@ from .._chat import (
     ChatRequest,
     CustomTool,
     CustomToolCall,
-    FunctionDefinition,
-    FunctionMessage,
-    Message,
     NamedCustomToolChoice,
-    NamedToolChoice,
     TextPart,
     Tool,
     ToolCall,
-    ToolChoice,
-    ToolChoiceFunction,
-    ToolMessage,
 )
 from .._exceptions import Unsupported
-from ._toolids import universal_id
 
 _DATA_URL: Final = re.compile(
     r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)", re.S
@@ -84,91 +76,6 @@ def function_tools(request: ChatRequest) -> tuple[Tool, ...]:
 def function_calls(message: AssistantMessage) -> tuple[ToolCall, ...]:
     """An assistant message's function tool calls (after `refuse_custom_tools`, all)."""
     return tuple(call for call in message.tool_calls or () if isinstance(call, ToolCall))
-
-
-def legacy_functions_as_tools(
-    request: ChatRequest, *, provider: str, deployment: str
-) -> ChatRequest:
-    """`request` with the deprecated function-calling API rewritten in its tools form.
-
-        functions                        ->   tools (appended)
-        function_call "none" / "auto" / {"name": X}
-                                         ->   tool_choice (unless tool_choice is set)
-        assistant function_call          ->   a tool call with an id derived from its place
-        role "function" {name, content}  ->   a tool message answering the latest unanswered
-                                              call of that name (none: `Unsupported`)
-
-    An adapter that translates calls it first, so everything after sees tools only.
-    """
-    tools = request.tools or ()
-    if request.functions:
-        tools = (
-            *tools,
-            *(
-                Tool(
-                    function=FunctionDefinition(
-                        name=f.name, description=f.description, parameters=f.parameters
-                    )
-                )
-                for f in request.functions
-            ),
-        )
-    choice: ToolChoice | UnsetType = request.tool_choice
-    legacy = request.function_call
-    if choice is UNSET and legacy is not UNSET:
-        if isinstance(legacy, str):
-            choice = legacy
-        else:
-            choice = NamedToolChoice(function=ToolChoiceFunction(name=legacy.name))
-    messages = _legacy_messages(request.messages, provider, deployment)
-    if tools == (request.tools or ()) and choice is request.tool_choice and messages is None:
-        return request
-    return msgspec.structs.replace(
-        request,
-        tools=tools or request.tools,
-        tool_choice=choice,
-        messages=request.messages if messages is None else messages,
-        functions=UNSET,
-        function_call=UNSET,
-    )
-
-
-def _legacy_messages(
-    messages: tuple[Message, ...], provider: str, deployment: str
-) -> tuple[Message, ...] | None:
-    """`messages` with legacy function calls and results as tool ones (None: none found)."""
-    if not any(
-        isinstance(m, FunctionMessage) or (isinstance(m, AssistantMessage) and m.function_call)
-        for m in messages
-    ):
-        return None
-    out: list[Message] = []
-    pending: list[tuple[str, str]] = []  # (name, id) of calls not answered yet
-    for position, message in enumerate(messages):
-        if isinstance(message, AssistantMessage) and message.function_call:
-            legacy = message.function_call
-            # Derived from its place in the history: the same history gets the same id.
-            call_id = universal_id(f"function_call:{position}:{legacy.name}")
-            call = ToolCall(id=call_id, function=legacy)
-            message = msgspec.structs.replace(
-                message, tool_calls=(*(message.tool_calls or ()), call), function_call=UNSET
-            )
-            pending.append((legacy.name, call_id))
-        elif isinstance(message, FunctionMessage):
-            found = next(
-                (i for i in reversed(range(len(pending))) if pending[i][0] == message.name), None
-            )
-            if found is None:
-                raise Unsupported(
-                    deployment,
-                    f"{provider}: messages[{position}] (role function, name"
-                    f" {message.name!r}) answers no earlier assistant function_call",
-                )
-            _, call_id = pending.pop(found)
-            out.append(ToolMessage(tool_call_id=call_id, content=message.content or ""))
-            continue
-        out.append(message)
-    return tuple(out)
 
 
 def call_arguments(call: ToolCall, *, provider: str, deployment: str) -> dict[str, Any]:

@@ -61,8 +61,8 @@ from ._base import (
     ParamRow,
     ParamTable,
     drop_params,
+    params_to_drop,
     supported_by,
-    unsupported_params,
 )
 from ._chat_parts import (
     call_arguments,
@@ -70,7 +70,6 @@ from ._chat_parts import (
     function_calls,
     function_tools,
     json_object_or_none,
-    legacy_functions_as_tools,
     refuse_custom_tools,
     split_data_url,
     text_of,
@@ -87,6 +86,7 @@ from ._gemini_params import (
 )
 from ._gemini_reply import classify_gemini_error, parse_generate_response
 from ._gemini_stream import GeminiStreamParser
+from ._legacy import functions_as_tools
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 GEMINI_BASE: Final = "https://generativelanguage.googleapis.com"
@@ -144,10 +144,12 @@ class GeminiAdapter:
         self._headers = headers
 
     def build(self, request: ChatRequest) -> HttpRequest:
-        dropped = unsupported_params(request, self.supported_params)
-        request = legacy_functions_as_tools(
+        dropped = params_to_drop(request, self.supported_params)
+        request, superseded = functions_as_tools(
             drop_params(request, dropped), provider=_PROVIDER, deployment=self._name
         )
+        if superseded:
+            dropped = tuple(sorted({*dropped, *superseded}))
         request = conform_tool_ids(request, GEMINI_TOOL_ID)
         refuse_custom_tools(request, provider=_PROVIDER, deployment=self._name)
         body = generate_body(
@@ -240,7 +242,7 @@ def translate_messages(
                 role, kind = "user", "responses"
                 parts = [_function_response(message, call_names, deployment)]
             case FunctionMessage():
-                raise AssertionError("legacy_functions_as_tools rewrites function messages")
+                raise AssertionError("functions_as_tools rewrites function messages")
         if not parts:
             continue  # Gemini rejects a turn without parts
         if kinds and kinds[-1] == kind:
