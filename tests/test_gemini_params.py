@@ -265,4 +265,4 @@ def test_a_function_message_answering_nothing_is_refused() -> None:
     answer = {"role": "function", "name": "get_weather", "content": "18C"}
     with pytest.raises(Unsupported) as info:
         adapter(GEMINI_3).build(request(user("w?"), answer))
-    assert "answers no earlier assistant function_call" in info.value.message
+    assert "answers no earlier function_call" in info.value.message
