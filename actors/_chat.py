@@ -8,10 +8,16 @@ of encoded bodies; ``None`` is kept where the API gives it a meaning.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
+
+# Every integer a client sends has a range, checked at decode time: JSON integers are
+# unbounded and one that overflows SQLite or a provider's int64 must be a 400, not a crash.
+_INT32_MAX: Final = 2**31 - 1
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 class _Strict(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -263,14 +269,14 @@ class ChatRequest(_Strict, frozen=True):
     frequency_penalty: float | UnsetType | None = UNSET
     logit_bias: dict[str, float] | UnsetType | None = UNSET
     logprobs: bool | UnsetType | None = UNSET
-    top_logprobs: int | UnsetType | None = UNSET
-    max_tokens: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
-    max_completion_tokens: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
-    n: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | UnsetType | None = UNSET
+    max_tokens: Annotated[int, Meta(ge=1, le=_INT32_MAX)] | UnsetType | None = UNSET
+    max_completion_tokens: Annotated[int, Meta(ge=1, le=_INT32_MAX)] | UnsetType | None = UNSET
+    n: Annotated[int, Meta(ge=1, le=128)] | UnsetType | None = UNSET
     presence_penalty: float | UnsetType | None = UNSET
     reasoning_effort: str | UnsetType | None = UNSET
     response_format: ResponseFormat | UnsetType = UNSET
-    seed: int | UnsetType | None = UNSET
+    seed: Annotated[int, Meta(ge=_INT64_MIN, le=_INT64_MAX)] | UnsetType | None = UNSET
     stop: str | tuple[str, ...] | UnsetType | None = UNSET
     stream: bool | UnsetType | None = UNSET
     stream_options: StreamOptions | UnsetType | None = UNSET

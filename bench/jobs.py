@@ -123,7 +123,10 @@ class Daemon:
 
     def __init__(self, work: Path, store_dir: Path, cores: set[int] | None) -> None:
         self.sock = work / "d.sock"
-        self.store = store_dir / f"bench-jobs-{os.getpid()}-{time.monotonic_ns()}.sqlite3"
+        # A private folder of its own: the daemon refuses a store folder others can write
+        # (the system temp folder, /dev/shm).
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-jobs-", dir=store_dir))
+        self.store = self.folder / "jobs.sqlite3"
         config = work / "jobs.toml"
         config.write_text(CONFIG.format(sock=self.sock, store=self.store))
         script = Path(sys.executable).with_name("dispatcher")
@@ -136,8 +139,7 @@ class Daemon:
         code = self.child.stop()
         if code != 0:
             raise NotReady(f"daemon exited {code}: {self.child.last_log_line()}")
-        for suffix in ("", "-wal", "-shm", ".lock"):
-            Path(f"{self.store}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 async def submissions(sock: Path, total: int, clients: int) -> tuple[float, list[float]]:

@@ -1,6 +1,7 @@
 """The dispatcher: router, supervisor, HTTP API, metrics, daemon and CLI."""
 
 from ._api import Api
+from ._bodies import MAX_JSON_DEPTH
 from ._daemon import Daemon, serve
 from ._errors import error_answer
 from ._exceptions import (
@@ -16,6 +17,7 @@ from ._exceptions import (
     StoreUnavailable,
     UnknownGroup,
     UnknownJob,
+    UnsupportedMediaType,
 )
 from ._jobs import Jobs, JobsStatistics
 from ._jobstore import JobStore
@@ -24,6 +26,7 @@ from ._router import Chain, Router
 from ._supervisor import Dispatched, Supervisor, jittered_backoff
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "AllAttemptsFailed",
     "Api",
     "AttemptRecord",
@@ -46,6 +49,7 @@ __all__ = [
     "Supervisor",
     "UnknownGroup",
     "UnknownJob",
+    "UnsupportedMediaType",
     "error_answer",
     "jittered_backoff",
     "serve",

@@ -7,7 +7,6 @@ is HTTP-agnostic; only `_errors` knows statuses.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
@@ -17,10 +16,11 @@ import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from actors import BreakerState, call_decoder, encoder
+from actors import BreakerState, ChatCall, call_decoder, encoder
 
+from ._bodies import check_nesting, decode_body, require_json
 from ._errors import error_answer, simple_error
-from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest
+from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest, clip
 from ._metrics import Metrics
 from ._streaming import ChunkStream
 from ._supervisor import Dispatched, Supervisor
@@ -34,7 +34,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON: Final = (b"content-type", b"application/json")
-_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 
 
 class ClientGone(Exception):
@@ -88,7 +87,7 @@ class Api:
             await _respond(send, 405, body)
         else:
             body = simple_error(
-                404, f"No route {scope['path']}", "invalid_request_error", "not_found"
+                404, f"No route {clip(scope['path'])}", "invalid_request_error", "not_found"
             )
             await _respond(send, 404, body)
 
@@ -213,28 +212,23 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-def _decode_call(body: bytes) -> Any:
-    try:
-        return call_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH.search(message)
-        param = match["path"] if match else None
-        if message.startswith("Object contains unknown field"):
-            field = message.split("`")[1]
-            param = f"{param}.{field}" if param else field
-            raise InvalidRequest(
-                f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter"
-            ) from None
-        raise InvalidRequest(f"Invalid request: {message}", param=param or None) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Invalid JSON body: {exc}", code="invalid_json") from None
+def _decode_call(body: bytes) -> ChatCall:
+    check_nesting(body)
+    return decode_body(call_decoder, body)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body of a JSON request (415 for another content type, 413 over `limit`)."""
+    require_json(scope["headers"])
     for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise BodyTooLarge(f"Request body of {int(value)} bytes is over the {limit}-byte limit")
+        # Digits only, and few of them: int() of a 5,000-digit string raises ValueError.
+        if (
+            name == b"content-length"
+            and value.isdigit()
+            and (len(value) > 18 or int(value) > limit)
+        ):
+            shown = clip(value.decode(), 20)
+            raise BodyTooLarge(f"Request body of {shown} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
     while True:

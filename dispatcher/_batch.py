@@ -65,6 +65,7 @@ class BatchProgress(msgspec.Struct, kw_only=True):
 _line_decoder: Final = msgspec.json.Decoder(BatchLine)
 _output_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 _encoder: Final = msgspec.json.Encoder()
+_JSON_BODY: Final = {"content-type": "application/json"}
 
 
 def default_output(input_path: Path) -> Path:
@@ -155,7 +156,9 @@ async def _submit(
         "idempotency_key": idempotency_key(input_path, request.custom_id),
         "metadata": {"custom_id": request.custom_id, "batch": input_path.name},
     }
-    response = await _call(http, "POST", "/v1/jobs", content=_encoder.encode(body))
+    response = await _call(
+        http, "POST", "/v1/jobs", content=_encoder.encode(body), headers=_JSON_BODY
+    )
     if response.status_code in (200, 202):
         job_id: str = response.json()["id"]
         return job_id

@@ -20,11 +20,13 @@ from ._exceptions import (
     StoreUnavailable,
     UnknownGroup,
     UnknownJob,
+    UnsupportedMediaType,
 )
 
 # Most specific first: the first entry the error is an instance of wins.
 _TABLE: Final[tuple[tuple[type[DispatchError], int, str, str], ...]] = (
     (BodyTooLarge, 413, "invalid_request_error", "request_too_large"),
+    (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_media_type"),
     (InvalidRequest, 400, "invalid_request_error", "invalid_request"),
     (UnknownGroup, 404, "invalid_request_error", "model_not_found"),
     (NoCapacity, 429, "rate_limit_error", "overloaded"),

@@ -2,7 +2,8 @@
 
     DispatchError              a request could not be served
     ├── InvalidRequest         the request itself is wrong (bad JSON, bad field, ...)
-    │   └── BodyTooLarge       the body is over [server].max_body_bytes
+    │   ├── BodyTooLarge       the body is over [server].max_body_bytes
+    │   └── UnsupportedMediaType  the body is not declared application/json
     ├── UnknownGroup           `model` names no configured group
     ├── NoCapacity             no candidate could take the request right now
     ├── AllAttemptsFailed      every candidate that was tried failed
@@ -12,14 +13,26 @@
     └── StoreUnavailable       the job store cannot take or read a job right now
     DaemonError                the daemon cannot start (socket in use, bad path, ...)
 
-`dispatcher._errors` maps each to an HTTP status and an OpenAI-shaped body.
+`dispatcher._errors` maps each to an HTTP status and an OpenAI-shaped body. A message
+quotes client input (a model name, a job id, a key) through `clip`, so an answer never
+echoes a megabyte back; it never names a file of the daemon's (that goes to the log).
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from msgspec import Struct
 
 from actors import ErrorClass
+
+MAX_ECHO_CHARS: Final = 100
+"""Longest piece of client input (a key, a model name, an id) quoted back in an error."""
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class AttemptRecord(Struct, frozen=True, kw_only=True):
@@ -53,11 +66,15 @@ class BodyTooLarge(InvalidRequest):
     """The request body is larger than the server accepts."""
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """The request body's Content-Type is not application/json."""
+
+
 class UnknownGroup(DispatchError):
     """No model group of that name is configured."""
 
     def __init__(self, group: str, known: tuple[str, ...]) -> None:
-        super().__init__(f"The model {group!r} does not exist (groups: {', '.join(known)})")
+        super().__init__(f"The model {clip(group)!r} does not exist (groups: {', '.join(known)})")
         self.group = group
 
 
@@ -101,7 +118,7 @@ class UnknownJob(DispatchError):
     """No job has this id (never submitted, or removed after `[jobs].retention_s`)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"No job with id {job_id!r}")
+        super().__init__(f"No job with id {clip(job_id)!r}")
         self.job_id = job_id
 
 
@@ -110,16 +127,20 @@ class IdempotencyConflict(DispatchError):
 
     def __init__(self, key: str, job_id: str) -> None:
         super().__init__(
-            f"idempotency_key {key!r} was already used for job {job_id} with a different request"
+            f"idempotency_key {clip(key)!r} was already used for job {job_id} "
+            "with a different request"
         )
         self.key = key
         self.job_id = job_id
 
 
 class StoreUnavailable(DispatchError):
-    """The job store failed (disk full, I/O error); nothing was acknowledged."""
+    """The job store failed (disk full, I/O error); nothing was acknowledged.
+
+    The message names no path (clients see it); `.path` is for the log.
+    """
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"job store {path} is unavailable: {reason}")
+        super().__init__(f"the job store is unavailable: {reason}")
         self.path = path
         self.reason = reason

@@ -29,8 +29,9 @@ from msgspec import UNSET, Meta, UnsetType
 from actors import call_decoder, encoder
 
 from ._api import ClientGone, Receive, Scope, Send, _read_body, _respond
+from ._bodies import check_nesting, decode_body
 from ._errors import error_answer, simple_error
-from ._exceptions import DispatchError, InvalidRequest, UnknownGroup
+from ._exceptions import DispatchError, InvalidRequest, UnknownGroup, clip
 from ._jobs import Jobs
 from ._jobsql import STATUSES, JobRow, NewJob, Status
 
@@ -38,19 +39,24 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_WAIT_S: Final = 600.0
 MAX_LIMIT: Final = 1000
+MAX_TIMEOUT_S: Final = 86400.0
+"""A job's own deadline (`timeout_s`) is at most a day."""
+MIN_PRIORITY: Final = -(2**31)
+MAX_PRIORITY: Final = 2**31 - 1
 _ITEM: Final = "/v1/jobs/"
-_PATH: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_DIGITS: Final = re.compile(r"[0-9]{1,4}")
 
 
 class JobSubmission(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of `POST /v1/jobs`."""
+    """The body of `POST /v1/jobs`; every number has a range (a 400, never an overflow in
+    the store or in deadline arithmetic)."""
 
     request: msgspec.Raw
     """The chat request, kept as the client's bytes."""
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
     metadata: dict[str, str] | None = None
-    timeout_s: Annotated[float, Meta(gt=0)] | None = None
-    priority: int = 0
+    timeout_s: Annotated[float, Meta(gt=0, le=MAX_TIMEOUT_S)] | None = None
+    priority: Annotated[int, Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -153,15 +159,10 @@ class JobsApi:
 
     def new_job(self, body: bytes) -> NewJob:
         """Validate a submission (400 with the parameter's path, 404 unknown model)."""
-        try:
-            submission = _submission.decode(body)
-        except msgspec.MsgspecError as exc:
-            raise _invalid(exc, "") from None
+        check_nesting(body, envelope=1)
+        submission = decode_body(_submission, body)
         request = bytes(submission.request)
-        try:
-            call = call_decoder.decode(request)
-        except msgspec.MsgspecError as exc:
-            raise _invalid(exc, "request") from None
+        call = decode_body(call_decoder, request, prefix="request")
         if call.stream:
             raise InvalidRequest(
                 "jobs are not streamed: leave out request.stream or set it to false",
@@ -247,7 +248,8 @@ def _wait(query: dict[str, list[str]]) -> float:
         value = -1.0
     if not 0.0 <= value <= MAX_WAIT_S:  # also rejects nan
         raise InvalidRequest(
-            f"wait: expected seconds between 0 and {MAX_WAIT_S:g}, got {raw!r}", param="wait"
+            f"wait: expected seconds between 0 and {MAX_WAIT_S:g}, got {clip(raw)!r}",
+            param="wait",
         )
     return value
 
@@ -260,7 +262,7 @@ def _status(query: dict[str, list[str]]) -> Status | None:
         if raw == status:
             return status
     raise InvalidRequest(
-        f"status: expected one of {', '.join(STATUSES)}, got {raw!r}", param="status"
+        f"status: expected one of {', '.join(STATUSES)}, got {clip(raw)!r}", param="status"
     )
 
 
@@ -268,33 +270,10 @@ def _limit(query: dict[str, list[str]]) -> int:
     raw = _one(query, "limit")
     if raw is None:
         return 20
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequest(
-            f"limit: expected an integer between 1 and {MAX_LIMIT}, got {raw!r}", param="limit"
+            f"limit: expected an integer between 1 and {MAX_LIMIT}, got {clip(raw)!r}",
+            param="limit",
         )
     return int(raw)
-
-
-def _invalid(exc: msgspec.MsgspecError, prefix: str) -> InvalidRequest:
-    """A 400 naming the parameter's full path (`request.messages[0].role`)."""
-    message = str(exc)
-    if not isinstance(exc, msgspec.ValidationError):
-        return InvalidRequest(f"Invalid JSON body: {message}", code="invalid_json")
-    match = _PATH.search(message)
-    param = _join(prefix, match["path"] if match else "")
-    for start, code, text in (
-        ("Object contains unknown field", "unknown_parameter", "Unknown parameter"),
-        ("Object missing required field", "missing_required_parameter", "Missing parameter"),
-    ):
-        if message.startswith(start):
-            param = _join(param, message.split("`")[1])
-            return InvalidRequest(f"{text}: '{param}'.", param=param, code=code)
-    detail = _PATH.sub("", message)
-    where = f"'{param}'" if param else "job"
-    return InvalidRequest(f"Invalid {where}: {detail}", param=param or None)
-
-
-def _join(path: str, name: str) -> str:
-    if not path or not name or name.startswith("["):
-        return path + name
-    return f"{path}.{name}"

@@ -46,6 +46,7 @@ from ._jobsql import (
     request_of,
     select,
 )
+from ._private import make_private, private_folder
 
 logger = logging.getLogger("dispatcher.jobs")
 
@@ -95,10 +96,13 @@ class JobStore:
         store in use by another daemon, not a database, newer schema, disk full.
         """
         path = self.path
+        private_folder(path.parent, "job store")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Prompts and answers live here: the file is private from its first byte.
+            # Prompts and answers live here: the files are private from their first byte,
+            # and made private again when an older daemon or another tool left them open
+            # (before SQLite opens them: it gives a new -wal and -shm the database's mode).
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            make_private(*self.files())
             fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise DaemonError(f"job store {path}: {exc.strerror}") from None
@@ -135,6 +139,11 @@ class JobStore:
             self.close()
             raise
         return counts
+
+    def files(self) -> tuple[Path, ...]:
+        """The store's files on disk: the database, its -wal and -shm, and the lock."""
+        path = self.path
+        return (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", ".lock")))
 
     def close(self) -> None:
         """Close every connection and release the lock (safe to call twice)."""
@@ -233,10 +242,14 @@ class JobStore:
         return pending.result
 
     def _commit(self, batch: list[_Pending]) -> None:
-        """On the writer thread: the whole batch in one transaction, else one by one."""
+        """On the writer thread: the whole batch in one transaction, else one by one.
+
+        Any error of one operation (SQLite's, or a value sqlite3 cannot bind, such as an
+        int over 64 bits) fails that operation's caller only: the writer goes on.
+        """
         try:
             results = self._transaction([p.op for p in batch])
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
                 logger.error("job store %s: write failed: %s", self.path, reason(exc))

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from ._exceptions import DaemonError
+from ._private import private_folder
 
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
@@ -47,16 +48,14 @@ def bind_unix(path: Path) -> socket.socket:
     """A listening Unix socket at `path`, mode 0600.
 
     A socket file left by a dead daemon is replaced; one a live daemon answers
-    on is not. The folder is created (0700) when missing.
+    on is not. The folder is created (0700) when missing, and refused when another
+    user could replace the socket in it (see `_private`).
     """
     if len(os.fsencode(path)) > _MAX_UNIX_PATH:
         raise DaemonError(
             f"socket path {path} is longer than {_MAX_UNIX_PATH} bytes; choose a shorter one"
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise DaemonError(f"cannot create socket folder {path.parent}: {exc.strerror}") from None
+    private_folder(path.parent, "socket")
     if path.is_symlink() or path.exists():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise DaemonError(

@@ -15,6 +15,8 @@ from .helpers import Stack, chat_json, completion, deployments, error, stack
 
 pytestmark = pytest.mark.anyio
 
+JSON = {"content-type": "application/json"}
+
 
 @contextlib.asynccontextmanager
 async def client(
@@ -46,7 +48,9 @@ async def test_chat_answers_with_routing_headers() -> None:
     [
         pytest.param(b"{not json", 400, "invalid_json", None, id="malformed-json"),
         pytest.param(b"[]", 400, "invalid_request", None, id="not-an-object"),
-        pytest.param(b'{"model": "g"}', 400, "invalid_request", None, id="missing-messages"),
+        pytest.param(
+            b'{"model": "g"}', 400, "missing_required_parameter", "messages", id="missing-messages"
+        ),
         pytest.param(
             b'{"model": "g", "messages": []}',
             400,
@@ -104,7 +108,7 @@ async def test_bad_input_gets_a_precise_error(
 ) -> None:
     """Each kind of bad input has its own status, code and param, in OpenAI's error shape."""
     async with client(deployments("a g"), {"a": ok}) as (c, _):
-        response = await c.post("/v1/chat/completions", content=body)
+        response = await c.post("/v1/chat/completions", content=body, headers=JSON)
         assert response.status_code == status, response.text
         err = response.json()["error"]
         assert (err["code"], err["param"]) == (code, param)

@@ -129,6 +129,17 @@ async def test_socket_path_that_is_not_a_socket(tmp_path: Path) -> None:
     assert path.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775], ids=oct)
+async def test_socket_folder_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Another user who can write the socket's folder could put their own socket there."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    os.chmod(folder, mode)
+    with pytest.raises(DaemonError, match=r"socket folder .* writable by other users"):
+        await Daemon(parse_config(CONFIG), tmp_path).run()
+    assert list(folder.iterdir()) == []
+
+
 async def test_stop_drains_in_flight_requests(tmp_path: Path) -> None:
     """After stop() nothing new is accepted, but the request in flight is answered."""
     fake = OpenAIFake(api_key="sk-fake")

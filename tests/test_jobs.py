@@ -56,6 +56,7 @@ async def test_idempotency_key_returns_the_same_job_or_409(tmp_path: Path) -> No
                 "/v1/jobs",
                 content=b'{"idempotency_key": "k1", "request": {"messages": '
                 b'[{"content": "a", "role": "user"}], "model": "mini"}}',
+                headers={"content-type": "application/json"},
             )
             other = await http.post("/v1/jobs", json=job_body(text="b", idempotency_key="k1"))
             await finished(http, first.json()["id"])
@@ -267,7 +268,9 @@ async def test_malformed_job_bodies(
 ) -> None:
     """Each malformed submission gets a precise error naming the parameter; none is stored."""
     async with running(tmp_path, config_text()) as daemon, client(daemon) as http:
-        response = await http.post("/v1/jobs", content=body)
+        response = await http.post(
+            "/v1/jobs", content=body, headers={"content-type": "application/json"}
+        )
     assert response.status_code == status, response.text
     error_ = response.json()["error"]
     assert (error_["code"], error_["param"]) == (code, param)

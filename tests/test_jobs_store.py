@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 
 from config import parse_config
-from dispatcher import Daemon, DaemonError
+from dispatcher import Daemon, DaemonError, StoreUnavailable
 from dispatcher._jobsql import JobOutcome, NewJob
 from dispatcher._jobstore import JobStore
 
@@ -66,7 +68,78 @@ async def test_store_file_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "jobs.sqlite3").stat().st_mode) == 0o600
 
 
-async def test_full_store_answers_503_and_acknowledges_nothing(tmp_path: Path) -> None:
+async def test_store_files_are_made_private(tmp_path: Path) -> None:
+    """A store, -wal and -shm left 0644 (by an older daemon, a copy) are 0600 once opened."""
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path)
+    store.open()
+    store.close()
+    for name in ("jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"):
+        (tmp_path / name).touch()
+        os.chmod(tmp_path / name, 0o644)
+    store = JobStore(path)
+    store.open()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(store.run)
+            assert await store.insert(new_job(1)) is None  # the WAL files are in use
+            modes = file_modes(tmp_path)
+            store.close_writes()
+    finally:
+        store.close()
+    assert modes == dict.fromkeys(
+        ("jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm", "jobs.sqlite3.lock"), 0o600
+    )
+
+
+def file_modes(folder: Path) -> dict[str, int]:
+    return {f.name: stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()}
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770, 0o702], ids=oct)
+async def test_store_folder_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """A store folder writable by group or others (sticky or not) refuses to start."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, mode)
+    with pytest.raises(DaemonError, match="writable by other users") as caught:
+        JobStore(folder / "jobs.sqlite3").open()
+    assert f"chmod go-w {folder}" in str(caught.value)
+    assert not (folder / "jobs.sqlite3").exists()
+
+
+async def test_writer_survives_a_write_sqlite_cannot_take(tmp_path: Path) -> None:
+    """A value sqlite3 cannot bind fails that write's caller; the writer goes on."""
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.open()
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(store.run)
+                too_big = msgspec.structs.replace(new_job(1), priority=2**63)
+                async with anyio.create_task_group() as batch:  # alone, and in a batch
+                    for job in (too_big, new_job(2), new_job(3)):
+                        batch.start_soon(_insert_or_error, store, job)
+                with pytest.raises(StoreUnavailable, match="too large"):
+                    await store.insert(too_big)
+                assert await store.insert(new_job(4)) is None
+                rows = await store.recent(None, 10)
+                store.close_writes()
+    finally:
+        store.close()
+    assert sorted(row.id for row in rows) == ["job_2", "job_3", "job_4"]
+
+
+async def _insert_or_error(store: JobStore, job: NewJob) -> None:
+    try:
+        await store.insert(job)
+    except StoreUnavailable:
+        assert job.priority == 2**63
+
+
+async def test_full_store_answers_503_and_acknowledges_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """When the store cannot take a job the submission is a 503, never a silent loss."""
     async with running(tmp_path, config_text()) as daemon, client(daemon) as http:
         conn = daemon.jobs.store._conn  # the writer's connection, idle between batches
@@ -79,7 +152,9 @@ async def test_full_store_answers_503_and_acknowledges_nothing(tmp_path: Path) -
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "store_unavailable"
-    assert str(daemon.jobs.store.path) in error["message"] and "full" in error["message"]
+    assert "full" in error["message"]
+    assert str(tmp_path) not in error["message"]  # the daemon's files are for its log only
+    assert str(daemon.jobs.store.path) in caplog.text
     assert listed["data"] == []
 
 
