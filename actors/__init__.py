@@ -33,10 +33,11 @@ from ._exceptions import (
     Unavailable,
     Unsupported,
 )
-from ._limits import Breaker, BreakerState, RateLimiter, TokenBucket
+from ._limits import RETRY_AFTER_MAX_COOLDOWNS, Breaker, BreakerState, RateLimiter, TokenBucket
 from ._messages import Attempt, ChunkBatch, Failure, Outcome, Reply, Success
 
 __all__ = [
+    "RETRY_AFTER_MAX_COOLDOWNS",
     "AssistantMessage",
     "Attempt",
     "Breaker",

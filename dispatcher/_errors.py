@@ -22,6 +22,9 @@ from ._exceptions import (
     UnknownJob,
 )
 
+MAX_RETRY_AFTER_HEADER_S: Final = 86_400
+"""The largest Retry-After we ever answer (whatever a capacity error carries)."""
+
 # Most specific first: the first entry the error is an instance of wins.
 _TABLE: Final[tuple[tuple[type[DispatchError], int, str, str], ...]] = (
     (BodyTooLarge, 413, "invalid_request_error", "request_too_large"),
@@ -62,7 +65,7 @@ def error_answer(exc: DispatchError) -> ErrorAnswer:
         if exc.reason != "inbox_full":
             status, kind = 503, "service_unavailable"
         error["type"], error["code"] = kind, exc.reason
-        headers.append(("retry-after", str(max(1, math.ceil(exc.retry_after)))))
+        headers.append(("retry-after", _retry_after_header(exc.retry_after)))
     elif isinstance(exc, AllAttemptsFailed) and exc.last in _CLIENT_SIDE:
         status, error["type"], error["code"] = _CLIENT_SIDE[exc.last]
         error["message"] = exc.attempts[-1].message or str(exc)
@@ -75,6 +78,13 @@ def error_answer(exc: DispatchError) -> ErrorAnswer:
     if exc.attempts:
         error["attempts"] = exc.attempts
     return ErrorAnswer(status, msgspec.json.encode({"error": error}), tuple(headers))
+
+
+def _retry_after_header(seconds: float) -> str:
+    """Whole seconds in 1..MAX_RETRY_AFTER_HEADER_S (inf and NaN too: never a 500)."""
+    if math.isnan(seconds):
+        return "1"
+    return str(max(1, math.ceil(min(seconds, MAX_RETRY_AFTER_HEADER_S))))
 
 
 def simple_error(status: int, message: str, kind: str, code: str) -> bytes:

@@ -8,7 +8,9 @@ inputs and no network.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from typing import Final, Protocol, TypeVar
@@ -98,25 +100,40 @@ def drop_params(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest:
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the provider asked us to wait: ``retry-after-ms``, then ``retry-after``."""
+    """Seconds the provider asked us to wait: ``retry-after-ms``, then ``retry-after``.
+
+    ``retry-after`` is delay-seconds or an HTTP date (a past date is 0.0). Anything that is
+    not a finite, non-negative wait (``inf``, ``nan``, ``-5``, garbage, an unparsable date)
+    is ignored: None. How long a wait may hold a deployment is the breaker's to cap.
+    """
     value = headers.get("retry-after-ms")
     if value is not None:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        millis = _finite_seconds(value)
+        if millis is not None:
+            return millis / 1000.0
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:  # "-0000" means UTC with no zone information
+            when = when.replace(tzinfo=datetime.UTC)
+        wait = when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return max(wait, 0.0) if math.isfinite(wait) else None
+
+
+def _finite_seconds(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    # float() takes "inf", "nan" and "1e999" (inf): none of them is a wait.
+    return number if math.isfinite(number) and number >= 0.0 else None
 
 
 def garbage(what: str, body: bytes, problem: object, *, status: int = 200) -> ProviderError:
