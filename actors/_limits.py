@@ -99,7 +99,7 @@ class Breaker:
     While open nothing passes. When the cooldown ends one probe passes
     (half-open): its success closes the breaker, its failure opens it again.
     A provider's Retry-After keeps the breaker open that long, at most
-    `RETRY_AFTER_MAX_COOLDOWNS` × `cooldown_s`.
+    `RETRY_AFTER_MAX_COOLDOWNS` x `cooldown_s`.
     """
 
     __slots__ = ("_fails", "_probing", "allowed_fails", "cooldown_s", "open_until", "window_s")

@@ -102,5 +102,5 @@ async def test_infinite_retry_after_is_ignored(value: str) -> None:
 def test_error_table_retry_after_header_is_always_a_small_integer(wait: float) -> None:
     """Whatever a capacity error carries, its Retry-After header is a bounded whole number."""
     answer = error_answer(NoCapacity("cooling_down", wait, "g"))
-    [(name, value)] = [h for h in answer.headers if h[0] == "retry-after"]
+    [(_, value)] = [h for h in answer.headers if h[0] == "retry-after"]
     assert 1 <= int(value) <= MAX_RETRY_AFTER_HEADER_S

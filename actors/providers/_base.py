@@ -153,8 +153,17 @@ def decode_or_garbage(
         raise garbage(what, body, exc, status=status) from None
 
 
-def excerpt(body: bytes, limit: int = 200) -> str:
-    """A short, printable piece of a provider body for error messages."""
-    text = body[: limit * 2].decode("utf-8", "replace").strip()
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+EXCERPT_BYTES: Final = 4096
+"""How much of a body an error message quotes. The actor redacts the deployment's secrets
+from the whole message and then cuts it to its final length (500 characters)."""
+
+
+def excerpt(body: bytes) -> str:
+    """A printable, whitespace-collapsed piece of a provider body for an error message.
+
+    Adapters never cut provider text to its final length themselves: a key the upstream
+    reflected across that cut would leave its prefix behind. ``…`` marks where this cut
+    the body (the actor's redactor also redacts a piece of a secret ending there).
+    """
+    text = " ".join(body[:EXCERPT_BYTES].decode("utf-8", "replace").split())
+    return text + "…" if len(body) > EXCERPT_BYTES else text
