@@ -157,9 +157,7 @@ class Api:
             if any(a.statistics().state is not BreakerState.OPEN for a in actors)
         }
         down = [
-            group
-            for group in members
-            if not any(g in serving for g in router.chain_groups(group))
+            group for group in members if not any(g in serving for g in router.chain_groups(group))
         ]
         if down:
             body = msgspec.json.encode({"status": "not_ready", "groups_without_deployment": down})

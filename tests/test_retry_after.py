@@ -18,6 +18,7 @@ from .helpers import chat_json, deployments, error, stack
 
 pytestmark = pytest.mark.anyio
 
+
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
