@@ -35,6 +35,7 @@ from ._exceptions import (
 )
 from ._limits import RETRY_AFTER_MAX_COOLDOWNS, Breaker, BreakerState, RateLimiter, TokenBucket
 from ._messages import Attempt, ChunkBatch, Failure, Outcome, Reply, Success
+from ._tokens import TokenEstimate, estimate_tokens, text_tokens
 
 __all__ = [
     "RETRY_AFTER_MAX_COOLDOWNS",
@@ -65,6 +66,7 @@ __all__ = [
     "Success",
     "SystemMessage",
     "TokenBucket",
+    "TokenEstimate",
     "TooLong",
     "Tool",
     "ToolCall",
@@ -77,5 +79,7 @@ __all__ = [
     "chunk_decoder",
     "completion_decoder",
     "encoder",
+    "estimate_tokens",
     "request_decoder",
+    "text_tokens",
 ]
