@@ -50,12 +50,13 @@ class Redactor:
     secrets that appear later (credentials a signer resolves at run time).
     """
 
-    __slots__ = ("_more", "_secrets")
+    __slots__ = ("_given", "_more", "_secrets")
 
     def __init__(
         self, secrets: Iterable[str], more: Callable[[], Iterable[str]] | None = None
     ) -> None:
-        self._secrets = _variants(secrets)
+        self._given = tuple(secrets)
+        self._secrets = _variants(self._given)
         self._more = more
 
     def __repr__(self) -> str:
@@ -65,7 +66,8 @@ class Redactor:
         """What is searched for, longest first (also JSON-escaped forms)."""
         if self._more is None:
             return self._secrets
-        return _variants((*self._secrets, *self._more()))
+        more = tuple(self._more())
+        return _variants((*self._given, *more)) if more else self._secrets
 
     def __call__(self, text: str) -> str:
         """`text` with every secret replaced (whole occurrences only)."""
@@ -83,9 +85,12 @@ class Redactor:
             text = text[: limit - 1] + CUT
         if not secrets:
             return text
-        ends = [i for i, char in enumerate(text) if char == CUT]
-        ends.append(len(text))
-        for end in reversed(ends):  # right to left: earlier positions stay valid
+        ends = [len(text)]
+        at = text.rfind(CUT)
+        while at >= 0:
+            ends.append(at)
+            at = text.rfind(CUT, 0, at)
+        for end in ends:  # right to left: earlier positions stay valid
             start = _partial_start(text, end, secrets)
             if start < end:
                 text = text[:start] + REDACTED + text[end:]
