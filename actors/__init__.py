@@ -33,10 +33,12 @@ from ._exceptions import (
     Unavailable,
     Unsupported,
 )
-from ._limits import Breaker, BreakerState, RateLimiter, TokenBucket
+from ._limits import RETRY_AFTER_MAX_COOLDOWNS, Breaker, BreakerState, RateLimiter, TokenBucket
 from ._messages import Attempt, ChunkBatch, Failure, Outcome, Reply, Success
+from ._tokens import TokenEstimate, estimate_tokens, text_tokens
 
 __all__ = [
+    "RETRY_AFTER_MAX_COOLDOWNS",
     "AssistantMessage",
     "Attempt",
     "Breaker",
@@ -64,6 +66,7 @@ __all__ = [
     "Success",
     "SystemMessage",
     "TokenBucket",
+    "TokenEstimate",
     "TooLong",
     "Tool",
     "ToolCall",
@@ -76,5 +79,7 @@ __all__ = [
     "chunk_decoder",
     "completion_decoder",
     "encoder",
+    "estimate_tokens",
     "request_decoder",
+    "text_tokens",
 ]

@@ -10,6 +10,7 @@ calls the provider, classifies the outcome, and answers the attempt's reply.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from time import monotonic
 from typing import Final
@@ -35,6 +36,7 @@ from ._exceptions import (
 )
 from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
+from ._redact import redactor_for
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
 from .providers import Adapter, MockUpstream, adapter_for, unsupported_params
@@ -89,7 +91,8 @@ class DeploymentActor:
         self._failures = 0
         self._latency: float | None = None
         self._running = False
-        self._secret = spec.api_key.reveal() if spec.api_key is not None else None
+        # Provider text passes this before it is cut and kept (502 bodies, jobs, the store).
+        self._redact = redactor_for(spec, self.adapter.auth)
         self._when_idle: set[Callable[[], None]] = set()
 
     # -- admission (synchronous) -----------------------------------------
@@ -316,15 +319,14 @@ class DeploymentActor:
         )
 
     def _failure(self, exc: ProviderError, start: float) -> Failure:
-        message = exc.message
-        if self._secret and self._secret in message:
-            message = message.replace(self._secret, "***")
+        # Adapters keep provider text whole: redacted here first, then cut.
+        wait = exc.retry_after
         return Failure(
             error=exc.error,
-            message=message,
+            message=self._redact.cut(exc.message),
             latency_s=monotonic() - start,
             status=exc.status,
-            retry_after=exc.retry_after,
+            retry_after=wait if wait is not None and 0.0 <= wait < math.inf else None,
             retryable=exc.retryable,
         )
 

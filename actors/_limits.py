@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from typing import Final
+
+RETRY_AFTER_MAX_COOLDOWNS: Final = 4.0
+"""A provider's Retry-After holds a deployment off for at most this many `cooldown_s`.
+
+A wait is a hint, not an order: one 429 saying ``Retry-After: 100000`` (or an HTTP date
+decades ahead) must not take a deployment out for a day. Past the cap the half-open probe
+asks the provider again.
+"""
 
 
 class TokenBucket:
@@ -89,7 +98,8 @@ class Breaker:
 
     While open nothing passes. When the cooldown ends one probe passes
     (half-open): its success closes the breaker, its failure opens it again.
-    A provider's Retry-After keeps the breaker open at least that long.
+    A provider's Retry-After keeps the breaker open that long, at most
+    `RETRY_AFTER_MAX_COOLDOWNS` x `cooldown_s`.
     """
 
     __slots__ = ("_fails", "_probing", "allowed_fails", "cooldown_s", "open_until", "window_s")
@@ -132,8 +142,9 @@ class Breaker:
         self, now: float, *, counts: bool, open_now: bool, retry_after: float | None
     ) -> None:
         was_probe, self._probing = self._probing, False
-        if retry_after:
-            self.open_until = max(self.open_until, now + retry_after)
+        if retry_after is not None and retry_after > 0.0:  # False for NaN too
+            hold = min(retry_after, self.cooldown_s * RETRY_AFTER_MAX_COOLDOWNS)
+            self.open_until = max(self.open_until, now + hold)
         if open_now or (counts and was_probe):
             self._open(now)
         elif counts:

@@ -90,7 +90,8 @@ class Attempt(Struct, frozen=True, kw_only=True):
     deadline: float
     """`time.monotonic()` by which the whole request must finish."""
     tokens: int
-    """Estimated prompt tokens, reserved against the deployment's tpm."""
+    """Tokens reserved against the deployment's tpm: the input estimate (with a margin) and
+    the request's output limit; settled on the usage the provider reports."""
     reply: Reply
     chunks: MemoryObjectSendStream[ChunkBatch] | None = None
     """For a streamed request: where the actor sends chunks, a batch per upstream read

@@ -78,6 +78,9 @@ class RouterConfig(_Table, frozen=True):
     context_window_fallbacks: dict[str, tuple[str, ...]] = {}
     content_policy_fallbacks: dict[str, tuple[str, ...]] = {}
     cooldown: CooldownConfig = CooldownConfig()
+    default_output_tokens: PositiveInt = 1024
+    """Answer tokens reserved against tpm for a request that sets neither
+    max_completion_tokens nor max_tokens (settled on the reported usage)."""
 
 
 class Deployment(_Table, frozen=True):

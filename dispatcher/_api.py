@@ -41,7 +41,8 @@ class ClientGone(Exception):
 
 
 class Api:
-    """The socket API (`metrics_only`: the TCP scrape listener's /metrics and /health)."""
+    """The socket API (`metrics_only`: the TCP scrape listener's /metrics, /health and
+    /health/ready)."""
 
     def __init__(
         self,
@@ -57,13 +58,13 @@ class Api:
         self.max_body_bytes = max_body_bytes
         routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("GET", "/health"): self._health,
+            ("GET", "/health/ready"): self._ready,
             ("GET", "/metrics"): self._metrics,
         }
         if not metrics_only:
             routes |= {
                 ("POST", "/v1/chat/completions"): self._chat,
                 ("GET", "/v1/models"): self._models,
-                ("GET", "/health/ready"): self._ready,
                 ("GET", "/v1/deployments"): self._deployments,
             }
             if jobs is not None:
@@ -144,10 +145,18 @@ class Api:
         await _respond(send, 200, b'{"status":"ok"}')
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        down = [
+        """200 when a request for every group can be served now: some deployment of its
+        chain (its own, then its `[router.fallbacks]`, then `default_fallbacks`) is not
+        cooling down. Else 503 naming the groups that have none."""
+        router = self.supervisor.router
+        members = router.groups
+        serving = {
             group
-            for group, members in self.supervisor.router.groups.items()
-            if all(a.statistics().state is BreakerState.OPEN for a in members)
+            for group, actors in members.items()
+            if any(a.statistics().state is not BreakerState.OPEN for a in actors)
+        }
+        down = [
+            group for group in members if not any(g in serving for g in router.chain_groups(group))
         ]
         if down:
             body = msgspec.json.encode({"status": "not_ready", "groups_without_deployment": down})

@@ -1,4 +1,11 @@
-"""The one table from dispatcher errors to HTTP answers (OpenAI's error shape)."""
+"""The one table from dispatcher errors to HTTP answers (OpenAI's error shape).
+
+The daemon is the one retry owner: an answer that a client's own retry cannot fix
+(a 502 after our retries, a 504 after the deadline, any 4xx but a capacity 429)
+carries ``x-should-retry: false``, which the official OpenAI SDKs obey before their
+own status rules (they would otherwise retry 409 and every 5xx). Capacity refusals
+carry ``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,10 @@ from ._exceptions import (
     UnknownJob,
     UnsupportedMediaType,
 )
+
+MAX_RETRY_AFTER_HEADER_S: Final = 86_400
+"""The largest Retry-After we ever answer (whatever a capacity error carries)."""
+_NO_RETRY: Final = ("x-should-retry", "false")
 
 # Most specific first: the first entry the error is an instance of wins.
 _TABLE: Final[tuple[tuple[type[DispatchError], int, str, str], ...]] = (
@@ -61,10 +72,12 @@ def error_answer(exc: DispatchError) -> ErrorAnswer:
         if exc.code:
             error["code"] = exc.code
     elif isinstance(exc, NoCapacity):
-        if exc.reason != "inbox_full":
+        # A full inbox or a spent rpm/tpm budget is a 429 (as OpenAI's own limiter answers);
+        # 503 only when what is left is cooling down or stopping.
+        if exc.reason not in ("inbox_full", "rate_limited"):
             status, kind = 503, "service_unavailable"
         error["type"], error["code"] = kind, exc.reason
-        headers.append(("retry-after", str(max(1, math.ceil(exc.retry_after)))))
+        headers.append(("retry-after", _retry_after_header(exc.retry_after)))
     elif isinstance(exc, AllAttemptsFailed) and exc.last in _CLIENT_SIDE:
         status, error["type"], error["code"] = _CLIENT_SIDE[exc.last]
         error["message"] = exc.attempts[-1].message or str(exc)
@@ -76,7 +89,16 @@ def error_answer(exc: DispatchError) -> ErrorAnswer:
         error["message"] = "; ".join(f"{a.deployment}: {a.message}" for a in exc.attempts)
     if exc.attempts:
         error["attempts"] = exc.attempts
+    if status in (502, 504) or (400 <= status < 500 and status != 429):
+        headers.append(_NO_RETRY)
     return ErrorAnswer(status, msgspec.json.encode({"error": error}), tuple(headers))
+
+
+def _retry_after_header(seconds: float) -> str:
+    """Whole seconds in 1..MAX_RETRY_AFTER_HEADER_S (inf and NaN too: never a 500)."""
+    if math.isnan(seconds):
+        return "1"
+    return str(max(1, math.ceil(min(seconds, MAX_RETRY_AFTER_HEADER_S))))
 
 
 def simple_error(status: int, message: str, kind: str, code: str) -> bytes:

@@ -47,6 +47,10 @@ class Router:
 
     def chain(self, group: str, request_fallbacks: tuple[str, ...] = ()) -> Chain:
         """Candidates for `group`: its deployments, then each fallback group's."""
+        return Chain(self, self.chain_groups(group, request_fallbacks))
+
+    def chain_groups(self, group: str, request_fallbacks: tuple[str, ...] = ()) -> list[str]:
+        """`group`, then the request's, `[router.fallbacks]` and default fallbacks, once each."""
         config = self.config
         groups = [
             group,
@@ -54,7 +58,7 @@ class Router:
             *config.fallbacks.get(group, ()),
             *config.default_fallbacks,
         ]
-        return Chain(self, list(dict.fromkeys(groups)))
+        return list(dict.fromkeys(groups))
 
     def special_fallbacks(self, group: str, error: ErrorClass) -> tuple[str, ...] | None:
         """The only chain allowed after `error` (None: the generic chain goes on)."""

@@ -36,6 +36,7 @@ from actors import (
     Unavailable,
     Unsupported,
     encoder,
+    estimate_tokens,
 )
 from config import RouterConfig
 
@@ -149,7 +150,9 @@ class Supervisor:
         deadline = started + timeout
         # Encoded once; every attempt sends these very bytes.
         payload = encoder.encode(msgspec.structs.replace(call, fallbacks=UNSET))
-        tokens = len(payload) // 4
+        # Once per request: input for max_input_tokens, input + output limit for tpm.
+        estimate = estimate_tokens(call, default_output=self.config.default_output_tokens)
+        tokens = estimate.input
         records: list[AttemptRecord] = []
         waited = 0.0
         skipped: dict[str, float] = {}
@@ -189,7 +192,7 @@ class Supervisor:
                 while True:
                     reply = Reply()
                     attempt = Attempt(
-                        payload=payload, deadline=deadline, tokens=tokens, reply=reply
+                        payload=payload, deadline=deadline, tokens=estimate.reserve, reply=reply
                     )
                     if stream:
                         result = await self._try_stream(

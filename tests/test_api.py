@@ -171,6 +171,43 @@ async def test_ready_names_groups_that_are_cooling() -> None:
     assert response.json()["groups_without_deployment"] == ["g"]
 
 
+@pytest.mark.parametrize(
+    "router",
+    [
+        pytest.param('[router.fallbacks]\ng = ["h"]', id="router-fallbacks"),
+        pytest.param('default_fallbacks = ["h"]', id="default-fallbacks"),
+    ],
+)
+async def test_ready_counts_a_group_whose_fallback_chain_can_serve(router: str) -> None:
+    """A group whose own deployments cool down is ready while a fallback group can serve."""
+
+    async def auth(request: httpx.Request) -> httpx.Response:
+        return error(401)
+
+    config = deployments("a g", "b h", router=router)
+    async with client(config, {"a": auth, "b": ok}) as (c, s):
+        served = await c.post("/v1/chat/completions", json=chat_json("g"))
+        assert served.headers["x-dispatcher-deployment"] == "b"
+        assert s.actors["a"].statistics().state == "open"
+        response = await c.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_ready_is_503_when_the_whole_chain_cools() -> None:
+    """When a group's own deployments and its fallbacks' all cool down, it is named."""
+
+    async def auth(request: httpx.Request) -> httpx.Response:
+        return error(401)
+
+    config = deployments("a g", "b h", "c k", router='[router.fallbacks]\ng = ["h"]')
+    async with client(config, {"a": auth, "b": auth, "c": ok}) as (c, _):
+        await c.post("/v1/chat/completions", json=chat_json("g"))
+        response = await c.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["groups_without_deployment"] == ["g", "h"]
+
+
 async def test_metrics_exposition() -> None:
     """/metrics is Prometheus text with the dispatcher_ families and actor gauges."""
     async with client(deployments("a g"), {"a": ok}) as (c, _):

@@ -87,12 +87,14 @@ async def test_openai_sdk_over_the_unix_socket(tmp_path: Path) -> None:
 
 
 async def test_metrics_listener_serves_metrics_and_health_only(tmp_path: Path) -> None:
-    """The TCP scrape address answers /metrics and /health, and nothing else."""
+    """The TCP scrape address answers /metrics, /health and /health/ready, and nothing else."""
     async with running(tmp_path) as daemon:
         assert daemon.metrics_address is not None
         host, port = daemon.metrics_address
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
             assert (await client.get("/health")).status_code == 200
+            ready = await client.get("/health/ready")
+            assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
             assert "dispatcher_inflight" in (await client.get("/metrics")).text
             chat = await client.post("/v1/chat/completions", json={})
             assert chat.status_code == 404

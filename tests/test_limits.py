@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from actors import Breaker, BreakerState, RateLimiter, TokenBucket
+import math
+
+import pytest
+
+from actors import RETRY_AFTER_MAX_COOLDOWNS, Breaker, BreakerState, RateLimiter, TokenBucket
 
 
 def test_bucket_refills_continuously() -> None:
@@ -70,7 +74,32 @@ def test_auth_opens_at_once_and_bad_request_does_not_count() -> None:
 
 def test_retry_after_keeps_breaker_open_that_long() -> None:
     """A provider's Retry-After holds traffic off for at least that long."""
-    breaker = Breaker(allowed_fails=5, window_s=10.0, cooldown_s=1.0)
+    breaker = Breaker(allowed_fails=5, window_s=10.0, cooldown_s=10.0)
     breaker.failure(0.0, counts=True, open_now=False, retry_after=30.0)
     assert breaker.state(29.0) is BreakerState.OPEN
     assert breaker.state(30.0) is BreakerState.HALF_OPEN
+
+
+@pytest.mark.parametrize(
+    "wait",
+    [
+        pytest.param(100_000.0, id="27-hours"),
+        pytest.param(2_300_000_000.0, id="http-date-in-2100"),
+        pytest.param(math.inf, id="inf"),
+    ],
+)
+def test_retry_after_is_capped_at_a_few_cooldowns(wait: float) -> None:
+    """An absurd Retry-After holds a deployment off RETRY_AFTER_MAX_COOLDOWNS cooldowns, no more."""
+    breaker = Breaker(allowed_fails=5, window_s=10.0, cooldown_s=30.0)
+    breaker.failure(100.0, counts=True, open_now=False, retry_after=wait)
+    cap = 30.0 * RETRY_AFTER_MAX_COOLDOWNS
+    assert breaker.open_until == 100.0 + cap
+    assert breaker.state(100.0 + cap) is BreakerState.HALF_OPEN
+
+
+def test_nan_retry_after_is_ignored() -> None:
+    """A NaN wait neither opens the breaker nor poisons open_until."""
+    breaker = Breaker(allowed_fails=5, window_s=10.0, cooldown_s=30.0)
+    breaker.failure(0.0, counts=True, open_now=False, retry_after=math.nan)
+    assert breaker.open_until == 0.0
+    assert breaker.state(0.0) is BreakerState.CLOSED

@@ -206,7 +206,7 @@ def classify_anthropic_error(status: int, headers: Mapping[str, str], body: byte
     kind = f"{detail.type}: " if detail.type else ""
     return ProviderError(
         error,
-        f"{status} {kind}{message}"[:500],
+        f"{status} {kind}{message}",
         status=status,
         retry_after=retry_after(headers),
         retryable=retryable,
@@ -219,7 +219,7 @@ def classify_anthropic_event(data: bytes) -> ProviderError:
     error, retryable = _refine(detail, ErrorClass.SERVER_ERROR, quota=False)
     message = detail.message or excerpt(data)
     kind = f"{detail.type}: " if detail.type else ""
-    return ProviderError(error, f"in-stream error {kind}{message}"[:500], retryable=retryable)
+    return ProviderError(error, f"in-stream error {kind}{message}", retryable=retryable)
 
 
 def _error_detail(body: bytes) -> _ErrorDetail:

@@ -8,8 +8,10 @@ inputs and no network.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
+import math
 import time
 from collections.abc import Mapping
 from typing import Final, Protocol, TypeVar
@@ -166,25 +168,40 @@ def drop_params(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest:
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the provider asked us to wait: ``retry-after-ms``, then ``retry-after``."""
+    """Seconds the provider asked us to wait: ``retry-after-ms``, then ``retry-after``.
+
+    ``retry-after`` is delay-seconds or an HTTP date (a past date is 0.0). Anything that is
+    not a finite, non-negative wait (``inf``, ``nan``, ``-5``, garbage, an unparsable date)
+    is ignored: None. How long a wait may hold a deployment is the breaker's to cap.
+    """
     value = headers.get("retry-after-ms")
     if value is not None:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        millis = _finite_seconds(value)
+        if millis is not None:
+            return millis / 1000.0
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _finite_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:  # "-0000" means UTC with no zone information
+            when = when.replace(tzinfo=datetime.UTC)
+        wait = when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return max(wait, 0.0) if math.isfinite(wait) else None
+
+
+def _finite_seconds(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    # float() takes "inf", "nan" and "1e999" (inf): none of them is a wait.
+    return number if math.isfinite(number) and number >= 0.0 else None
 
 
 def garbage(what: str, body: bytes, problem: object, *, status: int = 200) -> ProviderError:
@@ -204,8 +221,17 @@ def decode_or_garbage(
         raise garbage(what, body, exc, status=status) from None
 
 
-def excerpt(body: bytes, limit: int = 200) -> str:
-    """A short, printable piece of a provider body for error messages."""
-    text = body[: limit * 2].decode("utf-8", "replace").strip()
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+EXCERPT_BYTES: Final = 4096
+"""How much of a body an error message quotes. The actor redacts the deployment's secrets
+from the whole message and then cuts it to its final length (500 characters)."""
+
+
+def excerpt(body: bytes) -> str:
+    """A printable, whitespace-collapsed piece of a provider body for an error message.
+
+    Adapters never cut provider text to its final length themselves: a key the upstream
+    reflected across that cut would leave its prefix behind. ``…`` marks where this cut
+    the body (the actor's redactor also redacts a piece of a secret ending there).
+    """
+    text = " ".join(body[:EXCERPT_BYTES].decode("utf-8", "replace").split())
+    return text + "…" if len(body) > EXCERPT_BYTES else text

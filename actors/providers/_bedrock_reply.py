@@ -223,7 +223,7 @@ def classify_bedrock_error(status: int, headers: Mapping[str, str], body: bytes)
     error, retryable = _error_class(kind, status, message)
     return ProviderError(
         error,
-        f"{status} {kind + ': ' if kind else ''}{message}"[:500],
+        f"{status} {kind + ': ' if kind else ''}{message}",
         status=status,
         retry_after=retry_after(headers),
         retryable=retryable,
@@ -252,7 +252,7 @@ def stream_error(
     kind = member[:1].upper() + member[1:]
     error, retryable = _error_class(kind, status, message)
     return ProviderError(
-        error, f"in-stream {kind}: {message}"[:500], retryable=retryable, partial=partial
+        error, f"in-stream {kind}: {message}", retryable=retryable, partial=partial
     )
 
 

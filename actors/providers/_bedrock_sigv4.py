@@ -10,6 +10,7 @@ credentials, refreshing temporary ones as botocore does.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import AsyncGenerator, Generator
 from typing import Any, Final
 
@@ -21,6 +22,7 @@ from .._exceptions import ErrorClass, ProviderError
 SIGNING_NAME: Final = "bedrock"
 """The SigV4 service name of Bedrock Runtime (not `bedrock-runtime`)."""
 _SIGNED_RESULT_HEADERS: Final = ("authorization", "x-amz-date", "x-amz-security-token")
+_REMEMBERED_CREDENTIALS: Final = 4
 
 
 class BedrockSigV4(httpx.Auth):
@@ -38,13 +40,33 @@ class BedrockSigV4(httpx.Auth):
         self.region = region
         self._credentials = credentials
         self._lock = threading.Lock()
+        # The last credentials signed with (refreshes rotate them), for `secrets()`.
+        self._signed: deque[tuple[str, ...]] = deque(maxlen=_REMEMBERED_CREDENTIALS)
 
     def __repr__(self) -> str:
         state = "unresolved" if self._credentials is None else type(self._credentials).__name__
         return f"<BedrockSigV4 {self.region} [credentials {state}]>"
 
+    def secrets(self) -> tuple[str, ...]:
+        """Access key ids, secret keys and session tokens of recent signatures (no I/O), so
+        the actor can redact them from whatever an upstream says back."""
+        with self._lock:
+            return tuple(value for signed in self._signed for value in signed)
+
+    def _remember(self, frozen: Any) -> None:
+        values = tuple(
+            value
+            for value in (frozen.access_key, frozen.secret_key, getattr(frozen, "token", None))
+            if isinstance(value, str) and value
+        )
+        with self._lock:
+            if values not in self._signed:
+                self._signed.append(values)
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        sign(request, self.frozen_credentials(), self.region)
+        frozen = self.frozen_credentials()
+        self._remember(frozen)
+        sign(request, frozen, self.region)
         yield request
 
     async def async_auth_flow(
@@ -57,6 +79,7 @@ class BedrockSigV4(httpx.Auth):
             frozen = await anyio.to_thread.run_sync(self.frozen_credentials, abandon_on_cancel=True)
         else:
             frozen = credentials.get_frozen_credentials()  # static: no I/O
+        self._remember(frozen)
         sign(request, frozen, self.region)
         yield request
 

@@ -195,7 +195,7 @@ def check_finish(candidate: _Candidate, status: int | None) -> None:
         detail = f": {candidate.finish_message}" if candidate.finish_message else ""
         raise ProviderError(
             ErrorClass.SERVER_ERROR,
-            f"gemini finishReason {reason}{detail}"[:500],
+            f"gemini finishReason {reason}{detail}",
             status=status,
         )
 
@@ -305,7 +305,7 @@ def classify_gemini_error(status: int, headers: Mapping[str, str], body: bytes) 
     kind = f"{rpc.status}: " if rpc.status else ""
     return ProviderError(
         error,
-        f"{status} {kind}{message}"[:500],
+        f"{status} {kind}{message}",
         status=status,
         retry_after=wait,
         retryable=retryable,

@@ -118,7 +118,7 @@ class GeminiStreamParser(SSEStreamParser):
             found = classify_gemini_error(event.error.code or 500, {}, raw)
             raise ProviderError(
                 found.error,
-                f"in-stream error {found.message}"[:500],
+                f"in-stream error {found.message}",
                 retry_after=found.retry_after,
                 retryable=found.retryable,
             )

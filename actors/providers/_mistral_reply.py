@@ -140,7 +140,7 @@ def classify_mistral_error(status: int, headers: Mapping[str, str], body: bytes)
     label = f"{code}: " if code not in (None, "") else ""
     return ProviderError(
         error,
-        f"{status} {label}{excerpt(message.encode(), 300)}",
+        f"{status} {label}{excerpt(message.encode())}",
         status=status,
         retry_after=retry_after(headers),
     )

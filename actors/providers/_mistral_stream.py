@@ -278,5 +278,5 @@ def _in_band_error(chunk: _Chunk) -> ProviderError:
         status = _STATUS_OF_TYPE.get(str(fields.get("type")), 500)
     found = classify_mistral_error(status, {}, encoder.encode(fields))
     return ProviderError(
-        found.error, f"mistral: in-stream error {found.message}"[:500], retryable=found.retryable
+        found.error, f"mistral: in-stream error {found.message}", retryable=found.retryable
     )

@@ -123,7 +123,7 @@ def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) 
         retryable = False
     return ProviderError(
         error,
-        f"{status} {code + ': ' if code else ''}{message}"[:500],
+        f"{status} {code + ': ' if code else ''}{message}",
         status=status,
         retry_after=retry_after(headers),
         retryable=retryable,
@@ -280,4 +280,4 @@ def _raise_in_band(raw: bytes, before: list[ChatCompletionChunk]) -> None:
     code = str(detail.code) if detail.code is not None else ""
     error = _BY_CODE.get(code, ErrorClass.SERVER_ERROR)
     message = f"in-stream error {code + ': ' if code else ''}{detail.message}"
-    raise ProviderError(error, message[:500], partial=tuple(before))
+    raise ProviderError(error, message, partial=tuple(before))
