@@ -4,17 +4,20 @@ by a bound (bytes or a deadline) and fail over to the next candidate."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import msgspec
 import pytest
 
-from dispatcher import Daemon
+from actors import ChatCall
+from dispatcher import AllAttemptsFailed, Daemon
 
 from .fakes import Directive, OpenAIFake, flood, serve_app, sse
-from .helpers import chat_json, openai_deployment, running_daemon, uds_client
+from .helpers import chat_json, deployments, openai_deployment, running_daemon, stack, uds_client
 from .provider_streams import events
 
 pytestmark = pytest.mark.anyio
@@ -175,3 +178,38 @@ def test_fault_bodies_are_what_they_claim() -> None:
     """The huge completion is well-formed JSON (so only its size can fail it)."""
     body = COMPLETION_HEAD + b"a" * 65536 * 2 + COMPLETION_TAIL
     assert msgspec.json.decode(body)["choices"][0]["message"]["content"] == "a" * 131072
+
+
+class _Eager(httpx.AsyncByteStream):
+    """A body whose pieces are always there already: iterating it never yields."""
+
+    def __init__(self, head: bytes, filler: bytes) -> None:
+        self._head, self._filler = head, filler
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._head
+        while True:
+            yield self._filler
+
+
+@pytest.mark.timeout(20)  # before the fix the loop never yielded: only a signal ended it
+@pytest.mark.parametrize(
+    ("filler", "outcome"),
+    [pytest.param(b": ping\n\n", "timeout", id="pings"),
+     pytest.param(b"a" * 4096, "server_error", id="endless-line")],
+)  # fmt: skip
+async def test_deadlines_reach_a_stream_that_never_waits(filler: bytes, outcome: str) -> None:
+    """An upstream read that never has to wait (bytes always buffered) still meets the
+    first-token deadline or the event limit: the decode loop reaches a checkpoint."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = _Eager(ROLE, filler)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+    spec = deployments("a g first_token_timeout_s=0.2 timeout_s=60")
+    async with stack(spec, {"a": handler}) as s:
+        call = msgspec.convert(chat_json("g", stream=True), ChatCall)
+        with anyio.fail_after(10), pytest.raises(AllAttemptsFailed) as caught:
+            await s.supervisor.open_stream(call)
+    [attempt] = caught.value.attempts
+    assert attempt.outcome == outcome
