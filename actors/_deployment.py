@@ -259,10 +259,13 @@ class DeploymentActor:
     ) -> Outcome:
         """Stream the provider's answer into `attempt.chunks`, within the stream timeouts.
 
-        `scope`'s deadline is moved as the stream goes: the first content must come
-        within first_token_timeout_s, each later piece within idle_timeout_s, and the
+        `scope`'s deadline is moved as the stream goes: the first content (a text,
+        refusal or tool-call delta) must come within first_token_timeout_s of the
+        attempt's start, whatever else arrives before it (role chunks, `: ping`
+        keep-alives); after it, each piece (any bytes) within idle_timeout_s; the
         whole attempt within its budget. Waiting on a slow client counts toward the
-        budget only.
+        budget only. The loop reaches a checkpoint on every piece, so a deadline or a
+        cancellation is delivered even while an upstream floods it with bytes.
         """
         chunks = attempt.chunks
         assert chunks is not None
@@ -271,7 +274,8 @@ class DeploymentActor:
         attempt.reply.dropped_params = http.dropped_params
         budget_end = scope.deadline
         spec = self.spec
-        scope.deadline = min(budget_end, anyio.current_time() + spec.first_token_timeout_s)
+        first_token_end = min(budget_end, anyio.current_time() + spec.first_token_timeout_s)
+        scope.deadline = first_token_end
         response = await upstream.open(http)
         try:
             if not response.is_success:
@@ -292,9 +296,15 @@ class DeploymentActor:
                         usage = chunk.usage or usage
                         started = started or chunk.has_content()
                     # One message per upstream read, however many chunks it held.
-                    await chunks.send(batch)
-                wait = spec.idle_timeout_s if started else spec.first_token_timeout_s
-                scope.deadline = min(budget_end, anyio.current_time() + wait)
+                    await chunks.send(batch)  # a checkpoint
+                if started:
+                    scope.deadline = min(budget_end, anyio.current_time() + spec.idle_timeout_s)
+                else:
+                    scope.deadline = first_token_end  # keep-alives do not move it
+                if not batch:
+                    # Keep-alives or part of an event: a read that was already buffered
+                    # does not yield, and the deadline could not interrupt the loop.
+                    await anyio.lowlevel.checkpoint()
             scope.deadline = budget_end
             batch = tuple(parser.close())
             if batch:
@@ -416,7 +426,9 @@ def _answer_leftovers(receive: MemoryObjectReceiveStream[Attempt]) -> None:
 def _transport_for(spec: Deployment) -> httpx.AsyncBaseTransport:
     if spec.provider == "mock":
         return MockUpstream(spec).transport()
-    return AiohttpTransport(max_connections=spec.concurrency)
+    return AiohttpTransport(
+        max_connections=spec.concurrency, max_response_bytes=spec.max_response_bytes
+    )
 
 
 __all__ = ["DeploymentActor", "DeploymentStatistics"]

@@ -6,7 +6,10 @@ that is most of its cost. `Upstream` builds the `httpx.Request` itself (URL
 parsed once per endpoint), drives the adapter's `httpx.Auth` flow when there
 is one, and hands the request straight to an httpx transport: the same
 transports as `AsyncClient` (aiohttp's pool in production, `MockTransport` in
-tests). Transport errors are mapped to classified `ProviderError`s here, once.
+tests). Transport errors are mapped to classified `ProviderError`s here, once:
+an answer over the deployment's `max_response_bytes` is a `server_error` (the
+deployment misbehaves; another may answer), any other transport failure a
+`connection` error or a `timeout`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Final
 import httpx
 
 from ._exceptions import ErrorClass, ProviderError
+from ._transport import ResponseTooLarge
 from .providers import HttpRequest
 
 _MAX_CACHED_URLS: Final = 64
@@ -81,6 +85,8 @@ def _mapped() -> Iterator[None]:
     """httpx's transport errors, as classified provider errors."""
     try:
         yield
+    except ResponseTooLarge as exc:
+        raise ProviderError(ErrorClass.SERVER_ERROR, str(exc)) from None
     except httpx.TimeoutException as exc:
         raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:

@@ -102,6 +102,10 @@ class Deployment(_Table, frozen=True):
     timeout_s: PositiveFloat = 120.0
     first_token_timeout_s: PositiveFloat = 20.0
     idle_timeout_s: PositiveFloat = 30.0
+    """Streaming: longest gap between pieces after the first content (any bytes reset it)."""
+    max_response_bytes: PositiveInt = 32 * 1024 * 1024
+    """Largest answer read from the provider (decoded bytes, whole or streamed); past it the
+    attempt fails as server_error and the connection is dropped."""
     max_input_tokens: PositiveInt | None = None
     supports_tools: bool = True
     drop_params: bool = True

@@ -22,7 +22,7 @@ from ._bodies import check_nesting, decode_body, require_json
 from ._errors import error_answer, simple_error
 from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest, clip
 from ._metrics import Metrics
-from ._streaming import ChunkStream
+from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON: Final = (b"content-type", b"application/json")
+_LAST_WRITE_S: Final = 0.5
+"""How long the last chunk of a stream ended by the drain may wait on a slow client."""
 
 
 class ClientGone(Exception):
@@ -70,8 +72,14 @@ class Api:
             if jobs is not None:
                 routes |= jobs.routes()
         self._jobs = None if metrics_only else jobs
+        self._drain = Drain()
         self._routes = routes
         self._paths = {path for _, path in routes}
+
+    def drain(self, timeout_s: float) -> None:
+        """The daemon is stopping: streams still running in `timeout_s` end then (an error
+        chunk and [DONE]) instead of being cut by the server."""
+        self._drain.start(timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,7 +130,7 @@ class Api:
             await _respond(send, answer.status, answer.body, answer.headers)
             return
         if call.stream:
-            await _stream(stream, receive, send)
+            await _stream(stream, receive, send, self._drain)
             return
         payload = encoder.encode(result.response)
         headers = [
@@ -177,8 +185,11 @@ class Api:
         await _respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
 
 
-async def _stream(stream: ChunkStream, receive: Receive, send: Send) -> None:
-    """Send a committed stream as server-sent events; a client that leaves cancels it."""
+async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drain) -> None:
+    """Send a committed stream as server-sent events; a client that leaves cancels it.
+
+    At the drain deadline the stream ends as any failure after the commit does.
+    """
     headers = [
         (b"content-type", b"text/event-stream"),
         (b"cache-control", b"no-cache"),
@@ -189,13 +200,21 @@ async def _stream(stream: ChunkStream, receive: Receive, send: Send) -> None:
         headers.append((b"x-dispatcher-dropped-params", ",".join(stream.dropped_params).encode()))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-            async for batch in stream.batches():
-                body = b"".join([b"data: " + encoder.encode(chunk) + b"\n\n" for chunk in batch])
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
-            tg.cancel_scope.cancel()
+        done = False
+        with drain.scope() as relay:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+                async for batch in stream.batches():
+                    body = b"".join([b"data: " + encoder.encode(c) + b"\n\n" for c in batch])
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+                done = True
+                tg.cancel_scope.cancel()
+        if relay.cancelled_caught and not done:
+            stream.close()  # the upstream call stops now, not when this last write is done
+            last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\ndata: [DONE]\n\n"
+            with anyio.move_on_after(_LAST_WRITE_S):
+                await send({"type": "http.response.body", "body": last})
     finally:
         stream.close()
 

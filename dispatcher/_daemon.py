@@ -106,7 +106,9 @@ class Daemon:
                 await actors_tg.start(self.jobs.run)
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
-                        uv = make_server(app, drain_timeout_s=server.drain_timeout_s)
+                        # The API ends its streams at drain_timeout_s (an error chunk and
+                        # [DONE]); uvicorn's own cut comes after, for what is left.
+                        uv = make_server(app, drain_timeout_s=server.drain_timeout_s + 1.0)
                         uv.should_exit = self._stopping
                         self._servers.append(uv)
                         servers_tg.start_soon(uv.serve, [sock])
@@ -175,6 +177,8 @@ class Daemon:
         """Stop accepting; in-flight requests finish (bounded by drain_timeout_s)."""
         self._stopping = True
         self.jobs.stop()
+        for api in self._apis:
+            api.drain(self.config.server.drain_timeout_s)
         for server in self._servers:
             server.should_exit = True
             # Stop accepting now, not at uvicorn's next tick; its shutdown closes them again.

@@ -5,14 +5,19 @@ first content delta (the commit point). From then on there is no failover:
 the stream either ends normally or ends with a final chunk whose
 `finish_reason` is `"error"` and which carries an `error` object — never
 silently. Closing the stream early (client gone) cancels the upstream call.
+`Drain` ends the committed streams still running when the daemon's
+drain_timeout_s expires the same way: an error chunk, then `[DONE]`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
+import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -93,6 +98,15 @@ class ChunkStream:
                 self._last = last
         return visible
 
+    def stopped_chunk(self) -> ErrorChunk:
+        """The last chunk of a stream the daemon ends itself (its drain time ran out)."""
+        error = {
+            "message": "the dispatcher is stopping: drain_timeout_s ran out before the end",
+            "type": "server_error",
+            "code": "shutting_down",
+        }
+        return _chunk_after(self._last, error)
+
     def close(self) -> None:
         """Stop early (client gone): the upstream call is cancelled. Idempotent."""
         if self._receive is not None:
@@ -106,12 +120,47 @@ class ChunkStream:
             self._finish(outcome)
 
 
+class Drain:
+    """The deadline by which committed streams end when the daemon stops.
+
+    Each stream relays inside `scope()`, a cancel scope that `start` gives the drain
+    deadline; the relay then ends the stream with `stopped_chunk()` and `[DONE]`
+    rather than being cut by the server at the transport.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self._deadline = math.inf
+
+    def start(self, timeout_s: float) -> None:
+        """Streams still running `timeout_s` from now are ended then. Only the first call counts."""
+        if self._deadline == math.inf:
+            self._deadline = anyio.current_time() + timeout_s
+            for scope in self._scopes:
+                scope.deadline = self._deadline
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope that expires at the drain deadline (none until `start`)."""
+        scope = anyio.CancelScope(deadline=self._deadline)
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+
+
 def _error_chunk(failure: Failure, last: ChatCompletionChunk | None, deployment: str) -> ErrorChunk:
     error = {
         "message": f"{deployment}: {failure.message}",
         "type": "upstream_error",
         "code": str(failure.error),
     }
+    return _chunk_after(last, error)
+
+
+def _chunk_after(last: ChatCompletionChunk | None, error: dict[str, Any]) -> ErrorChunk:
     return ErrorChunk(
         id=last.id if last else "",
         created=last.created if last else int(time.time()),
@@ -120,4 +169,4 @@ def _error_chunk(failure: Failure, last: ChatCompletionChunk | None, deployment:
     )
 
 
-__all__ = ["ChunkStream", "ErrorChunk"]
+__all__ = ["ChunkStream", "Drain", "ErrorChunk"]

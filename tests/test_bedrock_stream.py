@@ -15,9 +15,10 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors import ChatRequest, ErrorClass
+from actors import ChatRequest, ErrorClass, ProviderError
 from actors.providers import BedrockAdapter
 from actors.providers._bedrock_stream import ConverseStreamParser
+from actors.providers._sse import MAX_EVENT_BYTES
 from config import parse_config
 
 from .fakes import (
@@ -230,6 +231,27 @@ def test_botocore_decodes_the_fake_encoder() -> None:
     assert (first.headers, first.payload) == (headers, b'{"a":1}')
     assert (second.headers, second.payload) == ({":message-type": "x"}, b"")
     assert first.prelude.total_length + second.prelude.total_length == len(frames)
+
+
+def test_a_frame_that_never_ends_is_cut_at_the_event_limit() -> None:
+    """A frame whose bytes keep coming fails once 1 MiB waits, not at botocore's 24 MiB."""
+    payload = b'{"contentBlockIndex":0,"delta":{"text":"' + b"x" * (4 << 20) + b'"}}'
+    frame = encode_frame({":message-type": "event", ":event-type": "contentBlockDelta"}, payload)
+    head = body(START, text_delta("Hel"))
+    pieces = [head] + [frame[i : i + 65536] for i in range(0, len(frame), 65536)]
+    p = parser()
+    fed = 0
+    got = None
+    for piece in pieces:
+        try:
+            p.feed(piece)
+        except ProviderError as exc:
+            got = exc
+            break
+        fed += len(piece)
+    assert got is not None and got.error is ErrorClass.SERVER_ERROR
+    assert "longer than" in got.message
+    assert fed < len(head) + MAX_EVENT_BYTES + 65536
 
 
 @pytest.mark.parametrize("stream", [TEXT, TOOLS_STREAM, REASONING, body(START, text_delta("a"),

@@ -3,6 +3,7 @@ never silent after it, and a client that leaves stops the upstream."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,36 @@ async def test_openai_stream_usage_is_counted_but_not_shown_unasked(tmp_path: Pa
     assert not any(e != "[DONE]" and e.get("usage") for e in got)
     assert fake.requests[0].json["stream_options"] == {"include_usage": True}
     assert tokens and tokens > 0
+
+
+async def test_streams_left_at_the_drain_deadline_end_with_an_error_chunk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM with a committed stream that outlives drain_timeout_s: the client gets an
+    error chunk and [DONE] (not a cut connection), the upstream call is closed, and no
+    traceback is logged."""
+    primary = OpenAIFake(api_key=KEY)
+    primary.script(stream(sse(chunk(role="assistant"), chunk("Hel")), anyio.Event()))
+    text = config("{u}", "{u}").replace('metrics = ""', 'metrics = ""\ndrain_timeout_s = 0.2')
+    got: list[Any] = []
+    async with serve_app(primary) as url, running_daemon(text.format(u=url), tmp_path) as daemon:
+        async with uds_client(daemon) as client:
+            body = {"model": "primary", "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+            with anyio.fail_after(10):
+                async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            data = line[len("data: ") :]
+                            got.append(data if data == "[DONE]" else msgspec.json.decode(data))
+                            if "Hel" in line:
+                                daemon.stop()
+        [record] = primary.requests
+        with anyio.fail_after(10):
+            await record.wait_finished()
+    assert got[-1] == "[DONE]"
+    assert got[-2]["choices"][0]["finish_reason"] == "error"
+    assert got[-2]["error"]["code"] == "shutting_down"
+    assert got[-2]["id"] == "chatcmpl-s"
+    assert record.disconnected
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

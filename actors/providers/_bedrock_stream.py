@@ -17,8 +17,9 @@ contentBlockIndex. Reasoning, citation and other blocks have no OpenAI field
 and are left out, as in `parse_converse`. An exception frame
 (`throttlingException`, `modelStreamErrorException`...) raises the
 `ProviderError` the HTTP error of the same exception would; a protocol error
-frame, a bad frame or payload, and a body that ends before `messageStop` raise
-`server_error`.
+frame, a bad frame or payload, a frame longer than `MAX_EVENT_BYTES` (1 MiB, as
+for SSE events: botocore would buffer up to 24 MiB, re-copying it on every read)
+and a body that ends before `messageStop` raise `server_error`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ._bedrock_reply import (
     openai_usage,
     stream_error,
 )
+from ._sse import MAX_EVENT_BYTES
 
 
 class _ToolUseStart(Struct, rename="camel"):
@@ -128,6 +130,13 @@ class ConverseStreamParser:
                     partial=tuple(out),
                 ) from None
             if message is None:
+                if self._pending > MAX_EVENT_BYTES:
+                    raise ProviderError(
+                        ErrorClass.SERVER_ERROR,
+                        f"bedrock: event-stream frame longer than {MAX_EVENT_BYTES} bytes",
+                        status=200,
+                        partial=tuple(out),
+                    )
                 return out
             self._pending -= message.prelude.total_length
             try:

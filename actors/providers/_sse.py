@@ -5,19 +5,28 @@ Providers stream over SSE: `data:` lines (joined with newlines), an optional
 that carry nothing, and a blank line that ends each event. Bytes arrive in
 arbitrary pieces; `feed` keeps the unfinished tail for the next call.
 
-Events are cut at blank lines in bulk and the usual one-line `data: ...` event
-takes a fast path: streams are tens of events per answer, so this runs per
-chunk on the hot path. Data stays bytes (what the JSON decoders take).
+Decoding is linear in the bytes fed: each piece is scanned once (line ends
+normalised, blank lines searched) and only from where the previous scan
+stopped, and an unfinished event waits in one growing `bytearray`, never
+re-copied. An event (its unfinished tail included) longer than
+`max_event_bytes` (1 MiB by default) fails the stream as `server_error`: an
+upstream that never ends a line can cost no more than that. Events are cut at
+blank lines in bulk and the usual one-line `data: ...` event takes a fast path:
+streams are tens of events per answer, so this runs per chunk on the hot path.
+Data stays bytes (what the JSON decoders take).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from msgspec import Struct
 
 from .._chat import ChatCompletionChunk
 from .._exceptions import ErrorClass, ProviderError
+
+MAX_EVENT_BYTES: Final = 1 << 20
+"""The longest event (or unfinished line) a stream may send: 1 MiB."""
 
 
 class ServerSentEvent(Struct, frozen=True):
@@ -25,39 +34,84 @@ class ServerSentEvent(Struct, frozen=True):
     data: bytes
 
 
+class EventTooLarge(ProviderError):
+    """An event grew past the decoder's limit; `events` are those completed before it."""
+
+    def __init__(self, limit: int, events: list[ServerSentEvent]) -> None:
+        super().__init__(
+            ErrorClass.SERVER_ERROR,
+            f"stream event longer than {limit} bytes (an unterminated line?)",
+            status=200,
+        )
+        self.events = events
+
+
 class SSEDecoder:
-    """Turns byte pieces into complete events."""
+    """Turns byte pieces into complete events, in time and memory linear in the input."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_cr", "_limit", "_tail")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._tail = bytearray()  # the unfinished event, line ends already normalised
+        self._cr = False  # the last piece ended with CR: maybe the first half of a CRLF
+        self._limit = max_event_bytes
 
     def feed(self, piece: bytes) -> list[ServerSentEvent]:
-        buffer = self._buffer + piece if self._buffer else piece
-        if b"\r" in buffer:
+        """The events `piece` completes; `EventTooLarge` past the limit."""
+        if self._cr:
+            piece = b"\r" + piece
+            self._cr = False
+        if b"\r" in piece:
             # CRLF and CR line ends; a CR at the very end may be the first half of a CRLF.
-            held = buffer.endswith(b"\r")
-            body = buffer[:-1] if held else buffer
-            buffer = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+            if piece.endswith(b"\r"):
+                piece = piece[:-1]
+                self._cr = True
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        tail = self._tail
+        buffer: bytes | bytearray
+        if tail:
+            # Only the new bytes are searched, from the last one already seen (a blank
+            # line may straddle the two).
+            start = len(tail) - 1
+            tail += piece
+            buffer = tail
+        else:
+            start = 0
+            buffer = piece
         events: list[ServerSentEvent] = []
-        start = 0
+        begin = 0
+        limit = self._limit
         while True:
             end = buffer.find(b"\n\n", start)
             if end < 0:
                 break
-            event = _event(buffer[start:end])
+            if end - begin > limit:
+                self._reset()
+                raise EventTooLarge(limit, events)
+            event = _event(bytes(buffer[begin:end]))
             if event is not None:
                 events.append(event)
-            start = end + 2
-        self._buffer = buffer[start:]
+            begin = start = end + 2
+        if buffer is tail:
+            del tail[:begin]  # O(1) in CPython: the bytearray moves its start
+        else:
+            tail += memoryview(piece)[begin:]
+        if len(tail) > limit + 1:  # an event of the limit may wait for its blank line's 2nd LF
+            self._reset()
+            raise EventTooLarge(limit, events)
         return events
 
     def close(self) -> list[ServerSentEvent]:
         """The last event when the body ends without its blank line."""
-        events = self.feed(b"\n\n") if self._buffer.strip(b"\r\n") else []
-        self._buffer = b""
+        held = b"\n" if self._cr else b""
+        self._cr = False
+        events = self.feed(held + b"\n\n") if self._tail.strip(b"\n") or held else []
+        self._reset()
         return events
+
+    def _reset(self) -> None:
+        self._tail = bytearray()
+        self._cr = False
 
 
 def _event(block: bytes) -> ServerSentEvent | None:
@@ -96,7 +150,12 @@ class SSEStreamParser:
         self._sse = SSEDecoder()
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        return self._chunks(self._sse.feed(data))
+        try:
+            events = self._sse.feed(data)
+        except EventTooLarge as exc:
+            exc.partial = tuple(self._chunks(exc.events))  # delivered before the error
+            raise
+        return self._chunks(events)
 
     def close(self) -> list[ChatCompletionChunk]:
         chunks = self._chunks(self._sse.close())

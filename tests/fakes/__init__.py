@@ -11,7 +11,9 @@
   reject what the real services reject (PROVIDERS.md §1-§6), with their status and error
   body, and otherwise answer a deterministic completion.
 - `fake.script(...)` queues directives (`success`, `error`, `garbage`, `hang`, `wait`,
-  `close`); each request that passes the fake's checks consumes one.
+  `close`, `stream`, `flood`); each request that passes the fake's checks consumes one.
+- Answers are compressed (br or gzip) whenever the client's `accept-encoding` allows it,
+  as real providers behind CDNs do.
 - `fake.requests` records every request (`RecordedRequest`); `wait_for_requests(n)` awaits
   arrivals so tests never poll or sleep.
 """
@@ -87,6 +89,7 @@ from ._script import (
     ConnectionDropped,
     Directive,
     Error,
+    Flood,
     Garbage,
     Hang,
     Stream,
@@ -94,6 +97,7 @@ from ._script import (
     Wait,
     close,
     error,
+    flood,
     garbage,
     hang,
     sse,
@@ -119,6 +123,7 @@ __all__ = [
     "Error",
     "FakeProvider",
     "FakeStatistics",
+    "Flood",
     "Garbage",
     "GeminiFake",
     "GeminiInvalid",
@@ -159,6 +164,7 @@ __all__ = [
     "error_frame",
     "event_frame",
     "exception_frame",
+    "flood",
     "garbage",
     "gemini_context_exceeded",
     "gemini_error",

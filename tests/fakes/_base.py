@@ -9,12 +9,14 @@ from typing import Any
 import anyio
 
 from ._asgi import ABORT_EXTENSION, BodyReader, Receive, Reply, Scope, Send, json_reply, send_reply
+from ._compress import ENCODINGS, compressing, negotiate
 from ._recording import RecordedRequest, Recorder
 from ._script import (
     Close,
     ConnectionDropped,
     Directive,
     Error,
+    Flood,
     Garbage,
     Hang,
     Stream,
@@ -38,10 +40,16 @@ class FakeProvider:
     A fake is a raw ASGI app.  For each HTTP request it reads the body, appends a
     `RecordedRequest` to `requests`, then either rejects the request (auth, route,
     validation: `_check`) or consumes the next scripted directive and acts on it.
+
+    Like a real provider behind a CDN, it compresses every answer (JSON, errors and
+    streams alike) with the first of `encodings` that the request's `accept-encoding`
+    allows (br, then gzip; set `fake.encodings = ()` for plain answers) and records it
+    in `RecordedRequest.content_encoding`.
     """
 
     def __init__(self, *, name: str) -> None:
         self.name = name
+        self.encodings: tuple[str, ...] = ENCODINGS
         self._recorder = Recorder()
         self._script: deque[Directive] = deque()
         self._in_flight = 0
@@ -83,6 +91,11 @@ class FakeProvider:
             raise RuntimeError(f"{type(self).__name__} serves HTTP only, not {scope['type']!r}")
         reader = BodyReader(receive)
         record = RecordedRequest.from_scope(scope, await reader.read_body())
+        record.content_encoding = negotiate(
+            record.headers.get("accept-encoding", ""), self.encodings
+        )
+        if record.content_encoding is not None:
+            send = compressing(send, record.content_encoding)
         self._recorder.add(record)
         self._in_flight += 1
         try:
@@ -142,6 +155,8 @@ class FakeProvider:
                         record.disconnected = True
                         return
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+            case Flood():
+                await _flood(directive, record, reader, send)
             case Close():
                 record.dropped = True
                 abort: Any = (scope.get("extensions") or {}).get(ABORT_EXTENSION)
@@ -149,6 +164,30 @@ class FakeProvider:
                     raise ConnectionDropped(f"{self.name}: close() directive")
                 abort()
                 await reader.wait_disconnect()
+
+
+async def _flood(flood: Flood, record: RecordedRequest, reader: BodyReader, send: Send) -> None:
+    """Send `flood.head`, `flood.filler` (`times`, or until the client leaves), `flood.tail`.
+
+    uvicorn's flow control holds `send` while the client reads slower than this
+    writes, so nothing piles up here however fast the filler goes out.
+    """
+    record.status = flood.status
+    start = [(b"content-type", flood.content_type.encode())]
+    await send({"type": "http.response.start", "status": flood.status, "headers": start})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader.wait_disconnect)
+        await send({"type": "http.response.body", "body": flood.head, "more_body": True})
+        sent = 0
+        while not reader.disconnected and (flood.times is None or sent < flood.times):
+            await anyio.sleep(flood.interval_s)  # also lets the disconnect be seen
+            await send({"type": "http.response.body", "body": flood.filler, "more_body": True})
+            sent += 1
+        if reader.disconnected:
+            record.disconnected = True
+        else:
+            await send({"type": "http.response.body", "body": flood.tail, "more_body": False})
+        tg.cancel_scope.cancel()
 
 
 async def _answer(send: Send, record: RecordedRequest, reply: Reply) -> None:

@@ -23,7 +23,8 @@ class RecordedRequest:
     - `status`: the status it answered, `None` while pending or when it sent none;
     - `dropped`: it closed the connection on purpose (`close()` directive);
     - `disconnected`: the request ended before the fake had finished answering: it saw
-      `http.disconnect` (the client went away) or `serve_app` stopped under it.
+      `http.disconnect` (the client went away) or `serve_app` stopped under it;
+    - `content_encoding`: how it compressed the answer (`None`: not at all).
     """
 
     method: str
@@ -35,6 +36,7 @@ class RecordedRequest:
     status: int | None = None
     dropped: bool = False
     disconnected: bool = False
+    content_encoding: str | None = None
     finished: anyio.Event = field(default_factory=anyio.Event, repr=False)
 
     @classmethod

@@ -74,7 +74,22 @@ class Stream:
     content_type: str = "text/event-stream"
 
 
-Directive = Success | Error | Garbage | Hang | Close | Wait | Stream
+@dataclass(frozen=True, kw_only=True)
+class Flood:
+    """Answer `status` with `head`, then `filler` `times` times (None: until the client
+    leaves), `interval_s` apart, then `tail`: a never-ending or huge body, keep-alives
+    without content, a slow drip. The fake holds one filler at a time, never the body."""
+
+    head: bytes = b""
+    filler: bytes
+    tail: bytes = b""
+    times: int | None = None
+    interval_s: float = 0.0
+    status: int = 200
+    content_type: str = "application/json"
+
+
+Directive = Success | Error | Garbage | Hang | Close | Wait | Stream | Flood
 
 
 def success(
@@ -137,6 +152,28 @@ def sse(*payloads: object) -> bytes:
             data = msgspec.json.encode(payload)
         out.append(b"data: " + data + b"\n\n")
     return b"".join(out)
+
+
+def flood(
+    filler: bytes,
+    *,
+    head: bytes = b"",
+    tail: bytes = b"",
+    times: int | None = None,
+    interval_s: float = 0.0,
+    status: int = 200,
+    content_type: str = "application/json",
+) -> Flood:
+    """A body of `head`, `filler` repeated (`times`, or until the client leaves), `tail`."""
+    return Flood(
+        head=head,
+        filler=filler,
+        tail=tail,
+        times=times,
+        interval_s=interval_s,
+        status=status,
+        content_type=content_type,
+    )
 
 
 def wait(event: anyio.Event, then: Directive | None = None) -> Wait:
