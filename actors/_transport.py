@@ -75,12 +75,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 finally:
                     response.release()
                 return httpx.Response(
-                    response.status, headers=response.raw_headers, content=body, request=request
+                    response.status, headers=_decoded(response), content=body, request=request
                 )
         # Event streams are handed on as they arrive; the reader must aclose() the response.
         return httpx.Response(
             response.status,
-            headers=response.raw_headers,
+            headers=_decoded(response),
             stream=_Stream(response, request),
             request=request,
         )
@@ -89,6 +89,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _decoded(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    """The headers of a body aiohttp already decompressed (`auto_decompress`).
+
+    `content-encoding` (and the compressed `content-length`) are left out: httpx would
+    otherwise decode the body a second time and fail on every gzip answer.
+    """
+    if "Content-Encoding" not in response.headers:
+        return list(response.raw_headers)
+    return [
+        (name, value)
+        for name, value in response.raw_headers
+        if name.lower() not in (b"content-encoding", b"content-length")
+    ]
 
 
 class _Stream(httpx.AsyncByteStream):
