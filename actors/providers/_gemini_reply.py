@@ -45,7 +45,7 @@ from .._chat import (
     Usage,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, garbage, retry_after
+from ._base import decode_tolerant, excerpt, garbage, retry_after
 from ._chat_parts import created_at
 from ._toolids import universal_id
 
@@ -112,10 +112,7 @@ def parse_generate_response(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str
 ) -> ChatCompletion:
     """The `ChatCompletion` of a generateContent answer; garbage is a `server_error`."""
-    try:
-        response = _response_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise garbage("gemini response", body, exc, status=status) from None
+    response = decode_tolerant(_response_decoder, body, "gemini response", status=status)
     blocked = response.prompt_feedback and response.prompt_feedback.block_reason
     if not response.candidates and not blocked:
         raise garbage(
@@ -147,13 +144,14 @@ def _choice(
     position: int, candidate: _Candidate, response_id: str, status: int, body: bytes
 ) -> Choice:
     check_finish(candidate, status)
+    index = position if candidate.index is None else candidate.index
     texts: list[str] = []
     calls: list[ResponseToolCall] = []
     parts = candidate.content.parts if candidate.content is not None else []
-    for index, part in enumerate(parts):
+    for part in parts:
         if part.function_call is not None:
             call = part.function_call
-            call_id = call.id or universal_id(f"{response_id}:{position}:{index}:{call.name}")
+            call_id = call.id or call_id_for(response_id, index, len(calls), call.name)
             arguments = msgspec.json.encode(call.args or {}).decode()
             calls.append(
                 ResponseToolCall(
@@ -166,8 +164,16 @@ def _choice(
     message = ResponseMessage(
         content="".join(texts) if texts else None, tool_calls=tuple(calls) if calls else UNSET
     )
-    index = position if candidate.index is None else candidate.index
     return Choice(index=index, message=message, finish_reason=finish)
+
+
+def call_id_for(response_id: str, candidate: int, number: int, name: str) -> str:
+    """The id of a call Gemini sent without one: the same in a whole and a streamed answer.
+
+    Derived from the response, the candidate and the call's number among the candidate's
+    function calls (not among its parts: a stream splits parts across events).
+    """
+    return universal_id(f"{response_id}:{candidate}:{number}:{name}")
 
 
 def check_finish(candidate: _Candidate, status: int | None) -> None:
