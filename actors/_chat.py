@@ -140,6 +140,10 @@ class AssistantMessage(_Strict, frozen=True, tag="assistant", tag_field="role"):
     """Reasoning text an earlier answer carried (passed back by some clients; never required)."""
     thinking_blocks: tuple[dict[str, Any], ...] | UnsetType | None = UNSET
     """Signed thinking blocks of an earlier Anthropic answer, to round-trip on the next turn."""
+    annotations: list[Any] | UnsetType | None = UNSET
+    """Citations of an earlier answer, as the OpenAI SDK sends a reply message back (ignored)."""
+    extra_content: dict[str, Any] | UnsetType | None = UNSET
+    """Provider data of an earlier answer's message (Gemini's OpenAI-compatible endpoint)."""
 
 
 class ToolMessage(_Strict, frozen=True, tag="tool", tag_field="role"):
@@ -354,8 +358,13 @@ class ResponseMessage(_Lenient, frozen=True):
     function_call: dict[str, Any] | UnsetType | None = UNSET
     reasoning_content: str | UnsetType | None = UNSET
     """Thinking text (DeepSeek, vLLM, LiteLLM's convention); Anthropic's and Gemini's too."""
+    reasoning: str | UnsetType | None = UNSET
+    """The same under the name OpenRouter and newer vLLM use; parsers move it to
+    `reasoning_content`, so it never reaches a client."""
     thinking_blocks: tuple[dict[str, Any], ...] | UnsetType = UNSET
     """Anthropic's signed thinking blocks, for the client to send back next turn."""
+    extra_content: dict[str, Any] | UnsetType | None = UNSET
+    """Provider data on the message itself (Gemini's OpenAI-compatible `thought_signature`)."""
 
 
 class Choice(_Lenient, frozen=True):
@@ -408,9 +417,12 @@ class ChunkDelta(_Lenient, frozen=True):
     tool_calls: tuple[ToolCallDelta, ...] | UnsetType | None = UNSET
     refusal: str | UnsetType | None = UNSET
     reasoning_content: str | UnsetType | None = UNSET
+    reasoning: str | UnsetType | None = UNSET
+    """OpenRouter's and newer vLLM's name for `reasoning_content` (moved there by parsers)."""
     annotations: list[Any] | UnsetType | None = UNSET
     audio: dict[str, Any] | UnsetType | None = UNSET
     function_call: dict[str, Any] | UnsetType | None = UNSET
+    extra_content: dict[str, Any] | UnsetType | None = UNSET
 
 
 class ChunkChoice(_Lenient, frozen=True):
@@ -433,10 +445,14 @@ class ChatCompletionChunk(_Lenient, frozen=True):
     service_tier: str | UnsetType | None = UNSET
 
     def has_content(self) -> bool:
-        """True once this chunk carries text, a refusal or a tool call (the commit point)."""
+        """True once this chunk carries text, reasoning, a refusal or a tool call: the commit point.
+
+        Reasoning commits too: the client sees it as it comes, and a reasoning model's
+        thinking is not held back (and buffered) until its first word of answer.
+        """
         for choice in self.choices:
             delta = choice.delta
-            if delta.content or delta.tool_calls or delta.refusal:
+            if delta.content or delta.tool_calls or delta.refusal or delta.reasoning_content:
                 return True
         return False
 

@@ -121,7 +121,7 @@ REASONING = body(
     stop("end_turn"),
 )  # fmt: skip
 
-TWO_CALLS = [("tooluse_a", "get_weather", '{"city":"Rome"}'), ("tooluse_b", "get_time", "")]
+TWO_CALLS = [("tooluse_a", "get_weather", '{"city":"Rome"}'), ("tooluse_b", "get_time", "{}")]
 CACHED = usage(512, 38, prompt_tokens_details={"cached_tokens": 100})
 STREAMS = [
     pytest.param(TEXT, answer("Hello, wörld ✓", [], "stop", usage(412, 38)), id="text"),

@@ -32,7 +32,7 @@ def parsed(body: bytes) -> dict[str, Any]:
 
 
 CALL = {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}
-MINTED = universal_id("resp1:0:1:get_weather")
+MINTED = universal_id("resp1:0:0:get_weather")  # candidate 0, its first function call
 
 
 def tool_call(call_id: str, arguments: str = '{"city":"Rome"}') -> dict[str, Any]:

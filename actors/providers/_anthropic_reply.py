@@ -26,7 +26,7 @@ table; an unknown type there is a server_error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 from msgspec import UNSET, Struct
@@ -40,7 +40,7 @@ from .._chat import (
     Usage,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, garbage, retry_after
+from ._base import decode_tolerant, excerpt, garbage, retry_after
 from ._chat_parts import created_at
 
 FINISH_REASONS: Final[Mapping[str, str]] = {
@@ -55,8 +55,9 @@ FINISH_REASONS: Final[Mapping[str, str]] = {
 
 
 class _Block(Struct, frozen=True):
-    # One struct for every block type: unknown types (thinking, server tools) are skipped.
-    type: str
+    # One struct for every block type: unknown types (thinking, server tools, web search
+    # results...) are skipped; what the provider adds to a block is ignored.
+    type: str = ""
     text: str | None = None
     id: str | None = None
     name: str | None = None
@@ -64,6 +65,8 @@ class _Block(Struct, frozen=True):
 
 
 class AnthropicUsage(Struct, frozen=True):
+    """`usage` (read with `decode_tolerant`: a `null` count is a missing one, 0)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
@@ -71,9 +74,11 @@ class AnthropicUsage(Struct, frozen=True):
 
 
 class _Message(Struct, frozen=True):
-    id: str
+    # Only `content` is required: a proxy (OpenRouter) or a future API version that leaves
+    # anything else out still delivers the answer. `content: []` is a valid empty answer.
     content: list[_Block]
-    type: Literal["message"]
+    id: str = ""
+    type: str = "message"
     model: str = ""
     stop_reason: str | None = None
     usage: AnthropicUsage | None = None
@@ -86,21 +91,22 @@ def parse_message(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str = ""
 ) -> ChatCompletion:
     """The `ChatCompletion` of an Anthropic message; garbage is a `server_error`."""
-    try:
-        message = _message_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise garbage("anthropic response", body, exc, status=status) from None
+    message = decode_tolerant(_message_decoder, body, "anthropic response", status=status)
+    if message.type != "message":  # e.g. an error object answered with a 200
+        raise garbage("anthropic response", body, f"type {message.type!r}", status=status)
     texts: list[str] = []
     calls: list[ResponseToolCall] = []
     for block in message.content:
         if block.type == "text" and block.text is not None:
             texts.append(block.text)
         elif block.type == "tool_use":
-            if block.id is None or block.name is None or not isinstance(block.input, dict):
+            # A call without input (left out or null) takes no arguments: OpenAI's "{}".
+            given = block.input if block.input is not None else {}
+            if not block.id or not block.name or not isinstance(given, dict):
                 raise garbage(
                     "anthropic response", body, "tool_use without id, name or input", status=status
                 )
-            arguments = msgspec.json.encode(block.input).decode()
+            arguments = msgspec.json.encode(given).decode()
             calls.append(
                 ResponseToolCall(
                     id=block.id, function=ResponseFunctionCall(name=block.name, arguments=arguments)

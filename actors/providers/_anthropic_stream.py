@@ -6,11 +6,13 @@
     content_block_start tool_use           -> delta.tool_calls [{index n, id, type, name, ""}]
     content_block_delta text_delta         -> delta.content
     content_block_delta input_json_delta   -> delta.tool_calls [{index n, arguments fragment}]
+                                              (a server tool's input, e.g. web search: nothing)
     content_block_stop of a call with no arguments -> arguments "{}"
     message_delta (stop_reason, usage)     -> finish_reason chunk, then a usage chunk
                                               (`choices: []`)
     message_stop                           -> the end (nothing after it is read)
-    ping, unknown events and delta types   -> nothing
+    ping, unknown events and delta types   -> nothing (so do a `data: [DONE]` that
+                                              proxies add, and unknown keys and nulls)
     error                                  -> ProviderError, classified like the same
                                               error answered with a status
 
@@ -43,7 +45,7 @@ from ._anthropic_reply import (
     classify_anthropic_event,
     openai_usage,
 )
-from ._base import decode_or_garbage
+from ._base import decode_tolerant
 from ._sse import ServerSentEvent, SSEStreamParser
 
 
@@ -100,6 +102,7 @@ class AnthropicStreamParser(SSEStreamParser):
         "_model",
         "_role_sent",
         "_stopped",
+        "_text_blocks",
         "_usage",
         "_with_arguments",
     )
@@ -111,11 +114,14 @@ class AnthropicStreamParser(SSEStreamParser):
         self._id = f"msg_{uuid.uuid4().hex[:24]}"  # replaced by message_start's id
         self._model = model
         self._created = int(time.time()) if created is None else created
-        self._usage = AnthropicUsage()
+        self._usage: AnthropicUsage | None = None
+        """Counts reported so far (message_start, then message_delta); None if none came."""
         self._calls: dict[int, int] = {}
         """Content block index -> OpenAI tool-call index."""
         self._with_arguments: set[int] = set()
         """Tool-call indexes that received a non-empty arguments fragment."""
+        self._text_blocks: set[int] = set()
+        """Content block indexes of text blocks (which never take arguments)."""
         self._role_sent = False
         self._finished = False
         self._stopped = False
@@ -140,9 +146,9 @@ class AnthropicStreamParser(SSEStreamParser):
 
     def _event(self, sse: ServerSentEvent, out: list[ChatCompletionChunk]) -> None:
         raw = sse.data
-        if not raw.strip():
-            return
-        event = decode_or_garbage(_event_decoder, raw, "anthropic stream event")
+        if not raw.strip() or raw == b"[DONE]":
+            return  # proxies (OpenRouter) end Anthropic streams with OpenAI's [DONE] too
+        event = decode_tolerant(_event_decoder, raw, "anthropic stream event")
         match event.type or sse.event:
             case "message_start":
                 message = event.message or _Message()
@@ -169,8 +175,10 @@ class AnthropicStreamParser(SSEStreamParser):
                 pass  # ping, and event types added after this was written
 
     def _block_start(self, index: int, block: _Block, out: list[ChatCompletionChunk]) -> None:
-        if block.type == "text" and block.text:
-            out.append(self._chunk(ChunkDelta(content=block.text)))
+        if block.type == "text":
+            self._text_blocks.add(index)
+            if block.text:
+                out.append(self._chunk(ChunkDelta(content=block.text)))
         elif block.type == "tool_use":
             if not block.id or not block.name:
                 raise ProviderError(
@@ -193,11 +201,13 @@ class AnthropicStreamParser(SSEStreamParser):
         elif delta.type == "input_json_delta" and delta.partial_json:
             call = self._calls.get(index)
             if call is None:
-                raise ProviderError(
-                    ErrorClass.SERVER_ERROR,
-                    f"anthropic stream: input_json_delta for block {index}, not a tool_use",
-                    status=200,
-                )
+                if index in self._text_blocks:
+                    raise ProviderError(
+                        ErrorClass.SERVER_ERROR,
+                        f"anthropic stream: input_json_delta for block {index}, not a tool_use",
+                        status=200,
+                    )
+                return  # the input of a server tool (web search...): Anthropic runs it, not us
             self._with_arguments.add(call)
             fragment = ToolCallDelta(index=call, function=_args(delta.partial_json))
             out.append(self._call_chunk(fragment))
@@ -210,12 +220,13 @@ class AnthropicStreamParser(SSEStreamParser):
                 for name in _UsageDelta.__struct_fields__
                 if (value := getattr(event.usage, name)) is not None
             }
-            self._usage = msgspec.structs.replace(self._usage, **counts)
+            self._usage = msgspec.structs.replace(self._usage or AnthropicUsage(), **counts)
         reason = event.delta.stop_reason if event.delta is not None else None
         if reason is not None and not self._finished:
             self._finished = True
             out.append(self._chunk(ChunkDelta(), FINISH_REASONS.get(reason, "stop")))
-            out.append(self._make((), openai_usage(self._usage)))
+            if self._usage is not None:  # no usage chunk made of zeros when none was reported
+                out.append(self._make((), openai_usage(self._usage)))
 
     def _call_chunk(self, call: ToolCallDelta) -> ChatCompletionChunk:
         return self._chunk(ChunkDelta(tool_calls=(call,)))

@@ -13,8 +13,8 @@ import email.utils
 import enum
 import math
 import time
-from collections.abc import Mapping
-from typing import Final, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -219,6 +219,82 @@ def decode_or_garbage(
         return decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise garbage(what, body, exc, status=status) from None
+
+
+def decode_tolerant(
+    decoder: msgspec.json.Decoder[_T],
+    body: bytes,
+    what: str,
+    *,
+    status: int = 200,
+    repair: Callable[[Any], Any] | None = None,
+) -> _T:
+    """`body` decoded as `decoder` does, tolerating what real providers send beside it.
+
+    The typed decode runs first (the hot path). Only when a body does not fit is it
+    read again as plain JSON: nulls are dropped (every reply field has a default, so a
+    `null` is read as "absent"), integral floats and numeric strings are coerced, and
+    `repair` may reshape what a provider sends in another form (a content list, an
+    arguments object). A body that still does not fit, or is not JSON, is a
+    `server_error` naming `what`.
+    """
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        problem = exc
+    except msgspec.DecodeError as exc:
+        raise garbage(what, body, exc, status=status) from None
+    try:
+        value = without_nulls(msgspec.json.decode(body))
+        if repair is not None:
+            value = repair(value)
+        return msgspec.convert(value, decoder.type, strict=False)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        raise garbage(what, body, problem, status=status) from None
+
+
+def without_nulls(value: Any) -> Any:
+    """`value` with every `null` object member and array element left out."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value if item is not None]
+    return value
+
+
+FINISH_REASONS: Final = frozenset(
+    {"stop", "length", "tool_calls", "content_filter", "function_call"}
+)
+"""OpenAI's finish reasons: the only values a client's SDK accepts."""
+_FINISH_ALIASES: Final[Mapping[str, str]] = {
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "tool_call": "tool_calls",
+    "safety": "content_filter",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "refusal": "content_filter",
+}
+
+
+def openai_finish_reason(reason: str) -> str | None:
+    """OpenAI's finish reason for one an OpenAI-style server sent in its own words.
+
+    `""` is no finish at all; aliases map to their OpenAI name; any other new value
+    ends the answer as `stop` (the answer is there, only the reason is unknown).
+    """
+    if reason in FINISH_REASONS:
+        return reason
+    if not reason:
+        return None
+    lowered = reason.lower()
+    if lowered in FINISH_REASONS:
+        return lowered
+    return _FINISH_ALIASES.get(lowered, "stop")
 
 
 EXCERPT_BYTES: Final = 4096

@@ -24,7 +24,7 @@ from .._chat import (
     encoder,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import decode_or_garbage, excerpt, retry_after
+from ._base import decode_tolerant, excerpt, retry_after
 
 _FINISH: Final[Mapping[str, str]] = {
     "end_turn": "stop",
@@ -48,13 +48,34 @@ class _ToolUse(Struct, rename="camel"):
     input: Any = None
 
 
+class _Generated(Struct):
+    text: str | None = None
+
+
+class _Citations(Struct):
+    """A `citationsContent` block: the answer's text, with the sources it cites."""
+
+    content: list[_Generated] = []
+
+
 class _Block(Struct, rename="camel"):
+    # A union in the API: other members (reasoningContent, cachePoint, guardContent...)
+    # have no OpenAI field and are skipped.
     text: str | None = None
     tool_use: _ToolUse | None = None
+    citations_content: _Citations | None = None
+
+    def answer_text(self) -> str | None:
+        if self.text is not None:
+            return self.text
+        if self.citations_content is not None:
+            texts = [part.text for part in self.citations_content.content if part.text]
+            return "".join(texts) if texts else None
+        return None
 
 
 class _OutputMessage(Struct):
-    content: list[_Block]
+    content: list[_Block] = []
     role: str = "assistant"
 
 
@@ -63,19 +84,19 @@ class _Output(Struct):
 
 
 class TokenUsage(Struct, rename="camel"):
-    """Converse's `usage` (also the `metadata` event of a stream)."""
+    """Converse's `usage` (also the `metadata` event of a stream); read tolerantly."""
 
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_write_input_tokens: int = 0
 
 
 class _ConverseResponse(Struct, rename="camel"):
     output: _Output
-    stop_reason: str
-    usage: TokenUsage
+    stop_reason: str = "end_turn"
+    usage: TokenUsage | None = None
 
 
 _response_decoder: Final = msgspec.json.Decoder(_ConverseResponse)
@@ -94,8 +115,9 @@ def parse_converse(
     body: bytes, *, model: str, request_id: str | None = None, created: int | None = None
 ) -> ChatCompletion:
     """A `chat.completion` from a Converse answer; garbage is a `server_error` with an excerpt."""
-    decoded = decode_or_garbage(_response_decoder, body, "Converse response")
-    texts = [block.text for block in decoded.output.message.content if block.text is not None]
+    decoded = decode_tolerant(_response_decoder, body, "Converse response")
+    blocks = decoded.output.message.content
+    texts = [text for block in blocks if (text := block.answer_text()) is not None]
     calls = tuple(
         ResponseToolCall(
             id=block.tool_use.tool_use_id,
@@ -124,7 +146,7 @@ def parse_converse(
                 finish_reason=finish_reason(decoded.stop_reason),
             ),
         ),
-        usage=openai_usage(decoded.usage),
+        usage=openai_usage(decoded.usage) if decoded.usage is not None else UNSET,
     )
 
 

@@ -9,12 +9,15 @@ the first parser is made. Each event frame's JSON payload maps to chunks:
     contentBlockStart toolUse  a tool call's first fragment: index, id, type, name
     contentBlockDelta text     delta.content
     contentBlockDelta toolUse  the next fragment of that call's arguments
+    contentBlockStop toolUse   arguments "{}" if the call streamed none (as `parse_converse`
+                               gives a call without input), also at messageStop if it is cut
     messageStop                finish_reason, mapped as Converse's stopReason (§8.2)
     metadata                   a usage chunk with `choices: []`
 
 Tool calls are numbered 0..n-1 in order of appearance, whatever their
 contentBlockIndex. Reasoning, citation and other blocks have no OpenAI field
-and are left out, as in `parse_converse`. An exception frame
+and are left out, as in `parse_converse`; unknown events, unknown payload keys
+(the `p` padding Bedrock adds) and nulls are ignored. An exception frame
 (`throttlingException`, `modelStreamErrorException`...) raises the
 `ProviderError` the HTTP error of the same exception would; a protocol error
 frame, a bad frame or payload, a frame longer than `MAX_EVENT_BYTES` (1 MiB, as
@@ -28,6 +31,7 @@ import functools
 import secrets
 import struct
 import time
+from collections.abc import Iterable
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -35,7 +39,7 @@ from msgspec import Struct
 
 from .._chat import ChatCompletionChunk, ChunkChoice, ChunkDelta, FunctionDelta, ToolCallDelta
 from .._exceptions import ErrorClass, ProviderError
-from ._base import decode_or_garbage
+from ._base import decode_tolerant
 from ._bedrock_reply import (
     TokenUsage,
     classify_stream_exception,
@@ -56,7 +60,7 @@ class _Start(Struct, rename="camel"):
 
 
 class _BlockStart(Struct, rename="camel"):
-    start: _Start
+    start: _Start = msgspec.field(default_factory=_Start)
     content_block_index: int = 0
 
 
@@ -70,12 +74,16 @@ class _Delta(Struct, rename="camel"):
 
 
 class _BlockDelta(Struct, rename="camel"):
-    delta: _Delta
+    delta: _Delta = msgspec.field(default_factory=_Delta)
+    content_block_index: int = 0
+
+
+class _BlockStop(Struct, rename="camel"):
     content_block_index: int = 0
 
 
 class _MessageStop(Struct, rename="camel"):
-    stop_reason: str
+    stop_reason: str = "end_turn"
 
 
 class _Metadata(Struct):
@@ -85,6 +93,7 @@ class _Metadata(Struct):
 _T = TypeVar("_T")
 _block_start: Final = msgspec.json.Decoder(_BlockStart)
 _block_delta: Final = msgspec.json.Decoder(_BlockDelta)
+_block_stop: Final = msgspec.json.Decoder(_BlockStop)
 _message_stop: Final = msgspec.json.Decoder(_MessageStop)
 _metadata: Final = msgspec.json.Decoder(_Metadata)
 
@@ -92,7 +101,17 @@ _metadata: Final = msgspec.json.Decoder(_Metadata)
 class ConverseStreamParser:
     """Translates one ConverseStream body; `stream_id` and `created` are minted unless given."""
 
-    __slots__ = ("_buffer", "_calls", "_created", "_id", "_model", "_pending", "_role", "_stop")
+    __slots__ = (
+        "_buffer",
+        "_calls",
+        "_created",
+        "_id",
+        "_model",
+        "_pending",
+        "_role",
+        "_stop",
+        "_with_arguments",
+    )
 
     def __init__(
         self, *, model: str, stream_id: str | None = None, created: int | None = None
@@ -104,6 +123,7 @@ class ConverseStreamParser:
         self._id = stream_id or f"chatcmpl-{secrets.token_hex(12)}"
         self._created = int(time.time()) if created is None else created
         self._calls: dict[int, int] = {}  # contentBlockIndex -> tool_calls index
+        self._with_arguments: set[int] = set()  # tool_calls indexes whose arguments are sent
         self._role = False  # delta.role sent
         self._stop: str | None = None  # the finish_reason, once messageStop came
 
@@ -184,15 +204,20 @@ class ConverseStreamParser:
                 out.append(self._chunk(ChunkDelta(tool_calls=(head,))))
         elif event == "contentBlockDelta":
             self._delta(_decode(_block_delta, payload, event), out)
+        elif event == "contentBlockStop":
+            call = self._calls.get(_decode(_block_stop, payload, event).content_block_index)
+            if call is not None:
+                self._no_arguments((call,), out)
         elif event == "messageStop":
             stop = _decode(_message_stop, payload, event)
             self._stop = finish_reason(stop.stop_reason)  # malformed output raises
+            self._no_arguments(self._calls.values(), out)
             out.append(self._chunk(ChunkDelta(), self._stop))
         elif event == "metadata":
             usage = _decode(_metadata, payload, event).usage
             if usage is not None:
                 out.append(self._usage_chunk(usage))
-        # contentBlockStop, and events added to the API later, carry nothing to send.
+        # Events added to the API later carry nothing to send.
 
     def _delta(self, event: _BlockDelta, out: list[ChatCompletionChunk]) -> None:
         delta = event.delta
@@ -207,10 +232,19 @@ class ConverseStreamParser:
                     " without its contentBlockStart",
                     status=200,
                 )
+            self._with_arguments.add(index)
             fragment = ToolCallDelta(
                 index=index, function=FunctionDelta(arguments=delta.tool_use.input)
             )
             out.append(self._chunk(ChunkDelta(tool_calls=(fragment,))))
+
+    def _no_arguments(self, indexes: Iterable[int], out: list[ChatCompletionChunk]) -> None:
+        """Close calls that streamed no arguments with "{}", OpenAI's form of none."""
+        for index in indexes:
+            if index not in self._with_arguments:
+                self._with_arguments.add(index)
+                fragment = ToolCallDelta(index=index, function=FunctionDelta(arguments="{}"))
+                out.append(self._chunk(ChunkDelta(tool_calls=(fragment,))))
 
     def _chunk(self, delta: ChunkDelta, finish: str | None = None) -> ChatCompletionChunk:
         if not self._role:  # the first chunk says who speaks, even without messageStart
@@ -234,7 +268,7 @@ class ConverseStreamParser:
 
 
 def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes, event: str) -> _T:
-    return decode_or_garbage(decoder, payload, f"{event} event")
+    return decode_tolerant(decoder, payload, f"{event} event")
 
 
 @functools.cache

@@ -48,7 +48,7 @@ from .._chat import (
     Usage,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import excerpt, garbage, retry_after
+from ._base import decode_tolerant, excerpt, garbage, retry_after
 from ._chat_parts import created_at
 from ._gemini_extras import LogprobsResult, openai_logprobs, signature_extra
 from ._toolids import universal_id
@@ -118,10 +118,7 @@ def parse_generate_response(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str
 ) -> ChatCompletion:
     """The `ChatCompletion` of a generateContent answer; garbage is a `server_error`."""
-    try:
-        response = _response_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise garbage("gemini response", body, exc, status=status) from None
+    response = decode_tolerant(_response_decoder, body, "gemini response", status=status)
     blocked = response.prompt_feedback and response.prompt_feedback.block_reason
     if not response.candidates and not blocked:
         raise garbage(
@@ -153,14 +150,15 @@ def _choice(
     position: int, candidate: _Candidate, response_id: str, status: int, body: bytes
 ) -> Choice:
     check_finish(candidate, status)
+    index = position if candidate.index is None else candidate.index
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[ResponseToolCall] = []
     parts = candidate.content.parts if candidate.content is not None else []
-    for index, part in enumerate(parts):
+    for part in parts:
         if part.function_call is not None:
             call = part.function_call
-            call_id = call.id or universal_id(f"{response_id}:{position}:{index}:{call.name}")
+            call_id = call.id or call_id_for(response_id, index, len(calls), call.name)
             arguments = msgspec.json.encode(call.args or {}).decode()
             calls.append(
                 ResponseToolCall(
@@ -178,7 +176,6 @@ def _choice(
         tool_calls=tuple(calls) if calls else UNSET,
         reasoning_content="".join(thoughts) if thoughts else UNSET,
     )
-    index = position if candidate.index is None else candidate.index
     logprobs = candidate.logprobs_result
     return Choice(
         index=index,
@@ -186,6 +183,15 @@ def _choice(
         finish_reason=finish,
         logprobs=openai_logprobs(logprobs) if logprobs is not None else UNSET,
     )
+
+
+def call_id_for(response_id: str, candidate: int, number: int, name: str) -> str:
+    """The id of a call Gemini sent without one: the same in a whole and a streamed answer.
+
+    Derived from the response, the candidate and the call's number among the candidate's
+    function calls (not among its parts: a stream splits parts across events).
+    """
+    return universal_id(f"{response_id}:{candidate}:{number}:{name}")
 
 
 def check_finish(candidate: _Candidate, status: int | None) -> None:

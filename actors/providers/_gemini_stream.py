@@ -21,7 +21,8 @@ There is no [DONE]: the body's end is the stream's end, and a body that ends bef
 every candidate has its finishReason was cut (`server_error`). Chunks carry the
 `responseId` as their id (or a digest of the first event, stable per stream) and
 `modelVersion` as their model. Gemini mints no call ids: missing ones are derived from
-the response id, so they are stable too.
+the response id and the call's number (`call_id_for`), so they are stable too, and the
+same as those of the same answer received whole.
 """
 
 from __future__ import annotations
@@ -42,19 +43,19 @@ from .._chat import (
     Usage,
 )
 from .._exceptions import ProviderError
-from ._base import decode_or_garbage
+from ._base import decode_tolerant
 from ._gemini_extras import openai_logprobs, signature_extra
 from ._gemini_reply import (
     GeminiCall,
     StreamEvent,
     UsageMetadata,
+    call_id_for,
     check_finish,
     classify_gemini_error,
     openai_finish,
     openai_usage,
 )
 from ._sse import ServerSentEvent, SSEStreamParser
-from ._toolids import universal_id
 
 _event_decoder: Final = msgspec.json.Decoder(StreamEvent)
 
@@ -111,9 +112,9 @@ class GeminiStreamParser(SSEStreamParser):
         return out
 
     def _event(self, raw: bytes, out: list[ChatCompletionChunk]) -> None:
-        if not raw.strip():
-            return
-        event = decode_or_garbage(_event_decoder, raw, "gemini stream event")
+        if not raw.strip() or raw == b"[DONE]":
+            return  # Gemini sends no [DONE]; a proxy in front of it may
+        event = decode_tolerant(_event_decoder, raw, "gemini stream event")
         if event.error is not None:
             found = classify_gemini_error(event.error.code or 500, {}, raw)
             raise ProviderError(
@@ -169,7 +170,7 @@ class GeminiStreamParser(SSEStreamParser):
     def _call(self, index: int, call: GeminiCall, signature: str | None) -> ToolCallDelta:
         number = self._calls.get(index, 0)
         self._calls[index] = number + 1
-        call_id = call.id or universal_id(f"{self._id}:{index}:{number}:{call.name}")
+        call_id = call.id or call_id_for(self._id or "", index, number, call.name)
         arguments = msgspec.json.encode(call.args or {}).decode()
         return ToolCallDelta(
             index=number,

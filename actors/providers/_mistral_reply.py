@@ -18,10 +18,15 @@ from .._chat import (
     encoder,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import decode_or_garbage, excerpt, retry_after
+from ._base import decode_tolerant, excerpt, openai_finish_reason, retry_after
 
-FINISH: Final[Mapping[str, str]] = {"model_length": "length"}
-"""Mistral finish reasons OpenAI spells otherwise (`error` is a provider error instead)."""
+
+def mistral_finish(reason: str | None) -> str | None:
+    """OpenAI's finish_reason for Mistral's (`model_length` is `length`, `""` is none yet).
+
+    `error` is not mapped: the parsers raise it as a provider error.
+    """
+    return None if reason is None else openai_finish_reason(reason)
 
 
 class _Function(Struct):
@@ -40,7 +45,7 @@ class _Message(Struct):
 
 
 class _Choice(Struct):
-    message: _Message
+    message: _Message = msgspec.field(default_factory=_Message)
     index: int = 0
     finish_reason: str | None = None
 
@@ -52,8 +57,8 @@ class _Usage(Struct):
 
 
 class _Completion(Struct):
-    id: str
-    choices: list[_Choice]
+    id: str = ""
+    choices: list[_Choice] = []
     created: int = 0
     model: str = ""
     usage: _Usage | None = None
@@ -64,7 +69,7 @@ _completion_decoder: Final = msgspec.json.Decoder(_Completion)
 
 def parse_mistral(body: bytes) -> ChatCompletion:
     """A `chat.completion` from Mistral's; garbage or `finish_reason: error` raise."""
-    decoded = decode_or_garbage(_completion_decoder, body, "mistral chat.completion")
+    decoded = decode_tolerant(_completion_decoder, body, "mistral chat.completion")
     if not decoded.choices:
         raise ProviderError(
             ErrorClass.SERVER_ERROR, f"mistral: no choices: {excerpt(body)}", status=200
@@ -80,9 +85,7 @@ def parse_mistral(body: bytes) -> ChatCompletion:
         if calls and not text:
             text = None  # Mistral sends "" beside tool calls; OpenAI sends null
         message = ResponseMessage(content=text, tool_calls=calls or UNSET)
-        finish = choice.finish_reason
-        if finish is not None:
-            finish = FINISH.get(finish, finish)
+        finish = mistral_finish(choice.finish_reason)
         choices.append(Choice(index=choice.index, message=message, finish_reason=finish))
     usage = decoded.usage
     return ChatCompletion(

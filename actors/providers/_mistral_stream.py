@@ -15,7 +15,8 @@ them as invalid):
   id, or without a name under an index already open, continues that call;
 - usage comes in the last chunk beside `finish_reason`, unasked: it is split into
   a chunk of its own with `choices: []`, as OpenAI sends it;
-- `finish_reason` `model_length` is `length`; `error` is a `server_error`;
+- `finish_reason` `model_length` is `length`, `""` is no finish yet (sent with every
+  chunk by some models); `error` is a `server_error`;
 - an error object (`{"object": "error", ...}` or `{"error": {...}}`) is
   classified as the HTTP error of the same kind.
 """
@@ -40,8 +41,8 @@ from .._chat import (
     encoder,
 )
 from .._exceptions import ErrorClass, ProviderError
-from ._base import decode_or_garbage, excerpt
-from ._mistral_reply import FINISH, classify_mistral_error, response_text
+from ._base import decode_tolerant, excerpt
+from ._mistral_reply import classify_mistral_error, mistral_finish, response_text
 from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import universal_id
 
@@ -167,7 +168,7 @@ class MistralStreamParser(SSEStreamParser):
         return out
 
     def _translate(self, raw: bytes, out: list[ChatCompletionChunk]) -> None:
-        chunk = decode_or_garbage(_chunk_decoder, raw, "mistral chat.completion.chunk")
+        chunk = decode_tolerant(_chunk_decoder, raw, "mistral chat.completion.chunk")
         if chunk.error is not None or chunk.object == "error":
             raise _in_band_error(chunk)
         if not self._id:
@@ -201,9 +202,9 @@ class MistralStreamParser(SSEStreamParser):
         finish = choice.finish_reason
         if finish == "error":
             finish = None  # raised once what came with it is delivered
-        elif finish is not None:
-            finish = FINISH.get(finish, finish)
-            self._finished = True
+        else:
+            finish = mistral_finish(finish)
+            self._finished = self._finished or finish is not None
         out: list[ChunkChoice] = []
         first = choice.index not in self._roles
         if text or calls or first:

@@ -9,7 +9,7 @@ message extensions OpenAI refuses) is decided by `_openai_params`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import httpx
 import msgspec
@@ -21,6 +21,10 @@ from .._chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    ResponseMessage,
     StreamOptions,
     chunk_decoder,
     completion_decoder,
@@ -28,12 +32,15 @@ from .._chat import (
 )
 from .._exceptions import ErrorClass, ProviderError
 from ._base import (
+    FINISH_REASONS,
     Handling,
     HttpRequest,
     ParamTable,
-    decode_or_garbage,
+    decode_tolerant,
     drop_params,
     excerpt,
+    garbage,
+    openai_finish_reason,
     params_to_drop,
     retry_after,
     supported_by,
@@ -49,6 +56,9 @@ from ._openai_params import (
 )
 from ._sse import ServerSentEvent, SSEStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
+
+_C = TypeVar("_C", Choice, ChunkChoice)
+_M = TypeVar("_M", ResponseMessage, ChunkDelta)
 
 OPENAI_BASE: Final = "https://api.openai.com/v1"
 OPENAI_TOOL_ID: Final[IdRule] = pattern_rule(r".+", max_length=40)
@@ -131,8 +141,135 @@ def classify_openai_error(status: int, headers: Mapping[str, str], body: bytes) 
 
 
 def parse_openai_completion(body: bytes) -> ChatCompletion:
-    """Decode a `chat.completion`; garbage is a `server_error` with an excerpt."""
-    return decode_or_garbage(completion_decoder, body, "chat.completion")
+    """Decode a `chat.completion` as OpenAI-compatible servers really send it.
+
+    Read tolerantly (`decode_tolerant`, `_repair`): nulls, unknown keys, a content list,
+    an arguments object. Normalized to what an OpenAI client accepts: finish reasons in
+    OpenAI's words, `reasoning` under its `reasoning_content` name. A body with no
+    choice is garbage (`server_error`): there is no answer in it to serve.
+    """
+    completion = decode_tolerant(completion_decoder, body, "chat.completion", repair=_repair)
+    if not completion.choices:
+        raise garbage("chat.completion", body, "no choices")
+    if any(_needs_normalizing(choice) for choice in completion.choices):
+        choices = tuple(_normalized(choice) for choice in completion.choices)
+        completion = msgspec.structs.replace(completion, choices=choices)
+    if completion.object != "chat.completion":
+        completion = msgspec.structs.replace(completion, object="chat.completion")
+    return completion
+
+
+def parse_openai_chunk(raw: bytes) -> ChatCompletionChunk:
+    """Decode one `chat.completion.chunk`, as tolerantly as `parse_openai_completion`."""
+    chunk = decode_tolerant(chunk_decoder, raw, "chat.completion.chunk", repair=_repair)
+    if any(_needs_normalizing(choice) for choice in chunk.choices):
+        choices = tuple(_normalized(choice) for choice in chunk.choices)
+        chunk = msgspec.structs.replace(chunk, choices=choices)
+    if chunk.object != "chat.completion.chunk":  # Azure's filter chunk says "" (and others)
+        chunk = msgspec.structs.replace(chunk, object="chat.completion.chunk")
+    return chunk
+
+
+def _needs_normalizing(choice: Choice | ChunkChoice) -> bool:
+    reason = choice.finish_reason
+    if isinstance(choice, ChunkChoice):
+        return (reason is not None and reason not in FINISH_REASONS) or (
+            choice.delta.reasoning is not UNSET
+        )
+    message = choice.message
+    return (
+        reason not in FINISH_REASONS
+        or message.reasoning is not UNSET
+        or any(not call.function.arguments for call in message.tool_calls or ())
+    )
+
+
+def _normalized(choice: _C) -> _C:
+    reason = choice.finish_reason
+    if isinstance(choice, ChunkChoice):
+        if reason is not None and reason not in FINISH_REASONS:
+            choice = msgspec.structs.replace(choice, finish_reason=openai_finish_reason(reason))
+        if choice.delta.reasoning is not UNSET:
+            choice = msgspec.structs.replace(choice, delta=_reasoning_moved(choice.delta))
+        return choice
+    message = choice.message
+    if reason not in FINISH_REASONS:
+        # A whole answer always has a finish reason (the SDK requires one): a server that
+        # sends none, or "", finished its answer all the same.
+        finish = openai_finish_reason(reason or "") or (
+            "tool_calls" if message.tool_calls else "stop"
+        )
+        choice = msgspec.structs.replace(choice, finish_reason=finish)
+    if message.reasoning is not UNSET:
+        message = _reasoning_moved(message)
+    if message.tool_calls:
+        # A whole call's arguments are a JSON document: none at all is OpenAI's "{}".
+        calls = tuple(
+            call
+            if call.function.arguments
+            else msgspec.structs.replace(
+                call, function=msgspec.structs.replace(call.function, arguments="{}")
+            )
+            for call in message.tool_calls
+        )
+        message = msgspec.structs.replace(message, tool_calls=calls)
+    return msgspec.structs.replace(choice, message=message)
+
+
+def _reasoning_moved(said: _M) -> _M:
+    """`reasoning` (OpenRouter's, newer vLLM's name) as `reasoning_content`, OpenAI-client style."""
+    if said.reasoning_content is UNSET or said.reasoning_content is None:
+        return msgspec.structs.replace(said, reasoning_content=said.reasoning, reasoning=UNSET)
+    return msgspec.structs.replace(said, reasoning=UNSET)
+
+
+def _repair(value: Any) -> Any:
+    """Reshape what some OpenAI-compatible servers send in another form (`decode_tolerant`).
+
+    A content list (Mistral-style chunks) becomes its text, thinking chunks become
+    `reasoning_content`; a tool call's arguments object becomes its JSON text.
+    """
+    if not isinstance(value, dict):
+        return value
+    for choice in value.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        for key in ("message", "delta"):
+            said = choice.get(key)
+            if isinstance(said, dict):
+                _repair_message(said)
+    return value
+
+
+def _repair_message(said: dict[str, Any]) -> None:
+    content = said.get("content")
+    if isinstance(content, list):
+        texts, thoughts = _content_texts(content)
+        said["content"] = "".join(texts)
+        if thoughts and "reasoning_content" not in said:
+            said["reasoning_content"] = "".join(thoughts)
+    for call in said.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and not isinstance(function.get("arguments", ""), str):
+            function["arguments"] = encoder.encode(function["arguments"]).decode()
+
+
+def _content_texts(content: list[Any]) -> tuple[list[str], list[str]]:
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict):
+            if part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif part.get("type") == "thinking":
+                thinking = part.get("thinking")
+                if isinstance(thinking, str):
+                    thoughts.append(thinking)
+                elif isinstance(thinking, list):
+                    thoughts.extend(_content_texts(thinking)[0])
+    return texts, thoughts
 
 
 class OpenAIAdapter:
@@ -235,10 +372,13 @@ _in_band_decoder: Final = msgspec.json.Decoder(_InBandError)
 class OpenAIStreamParser(SSEStreamParser):
     """OpenAI-style SSE: `data: {chunk}` events ending with `data: [DONE]`.
 
-    Also serves Azure (whose first chunk has empty `choices`: it is passed on and
-    carries no content) and OpenAI-compatible servers (comment keep-alives are
-    skipped by the SSE decoder). A data object with an `error` key is an in-band
-    error, as the official SDK treats it.
+    Also serves Azure (whose first chunk has empty `choices` and its prompt filter
+    results: it carries nothing a client can use and is left out) and OpenAI-compatible servers
+    (comment keep-alives such as `: OPENROUTER PROCESSING` are skipped by the SSE
+    decoder; event names are ignored). Chunks are read as tolerantly as whole
+    replies (`parse_openai_chunk`): what a client can use (reasoning, refusal,
+    annotations, logprobs, a tool call's `extra_content`) passes through. A data
+    object with an `error` key is an in-band error, as the official SDK treats it.
     """
 
     __slots__ = ("_done", "_finished")
@@ -264,10 +404,11 @@ class OpenAIStreamParser(SSEStreamParser):
                 continue
             if b'"error"' in raw:
                 _raise_in_band(raw, out)
-            chunk = decode_or_garbage(chunk_decoder, raw, "chat.completion.chunk")
+            chunk = parse_openai_chunk(raw)
             if any(choice.finish_reason for choice in chunk.choices):
                 self._finished = True
-            out.append(chunk)
+            if chunk.choices or chunk.usage:
+                out.append(chunk)  # not Azure's prompt-filter chunk: it carries nothing for us
         return out
 
 
