@@ -47,6 +47,19 @@ class ServerConfig(_Table, frozen=True):
     listen: str = ""
     """Optional TCP listener (host:port) serving the same routes as the socket; "" disables it."""
     max_body_bytes: PositiveInt = 8 * 1024 * 1024
+    max_header_bytes: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = 64 * 1024
+    """Request line plus headers of one request; over it: 431 and the connection closes."""
+    max_headers: Annotated[int, Meta(ge=8, le=1000)] = 100
+    max_connections: PositiveInt = 4096
+    """Client connections open at once, over every listener (lowered to fit the fd limit)."""
+    header_timeout_s: PositiveFloat = 10.0
+    """A request head must arrive whole within this long (from its first byte)."""
+    body_timeout_s: PositiveFloat = 60.0
+    """A request body must arrive whole within this long after its head."""
+    send_timeout_s: PositiveFloat = 60.0
+    """A client that reads nothing of an answer for this long is disconnected."""
+    keepalive_timeout_s: PositiveFloat = 30.0
+    """An idle keep-alive connection is closed after this long."""
     drain_timeout_s: NonNegativeFloat = 30.0
 
     def __post_init__(self) -> None:

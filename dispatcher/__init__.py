@@ -1,6 +1,7 @@
 """The dispatcher: router, supervisor, HTTP API, metrics, daemon and CLI."""
 
 from ._api import Api
+from ._connections import Connections, ConnectionStatistics
 from ._daemon import Daemon, serve
 from ._errors import error_answer
 from ._exceptions import (
@@ -29,6 +30,8 @@ __all__ = [
     "AttemptRecord",
     "BodyTooLarge",
     "Chain",
+    "ConnectionStatistics",
+    "Connections",
     "Daemon",
     "DaemonError",
     "DeadlineExceeded",
