@@ -18,6 +18,7 @@ from ._exceptions import (
     UnknownGroup,
     UnknownJob,
 )
+from ._guard import ListenerGuard
 from ._jobs import Jobs, JobsStatistics
 from ._jobstore import JobStore
 from ._metrics import Metrics
@@ -42,6 +43,7 @@ __all__ = [
     "JobStore",
     "Jobs",
     "JobsStatistics",
+    "ListenerGuard",
     "Metrics",
     "NoCapacity",
     "Router",

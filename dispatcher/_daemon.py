@@ -28,6 +28,7 @@ from config import Config, ConfigError, load_config, parse_host_port
 from ._api import Api
 from ._connections import Connections, Limits, connection_limit, raise_fd_limit
 from ._exceptions import DaemonError
+from ._guard import ListenerGuard
 from ._jobs import Jobs
 from ._jobs_api import JobsApi
 from ._jobstore import JobStore
@@ -101,13 +102,20 @@ class Daemon:
                 self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes, jobs=jobs_api
             )
             self._apis = [api]
-            listeners: list[tuple[Api, socket.socket]] = [(api, sockets[0])]
+            listeners: list[tuple[Api | ListenerGuard, socket.socket]] = [(api, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
                 sock = bind_tcp(host, port, "the API")
                 sockets.append(sock)
                 self.tcp_address = sock.getsockname()[:2]
-                listeners.append((api, sock))
+                guard = ListenerGuard(
+                    api,
+                    api_keys=server.api_keys,
+                    allowed_hosts=server.allowed_hosts,
+                    listen_host=host,
+                    on_reject=self.metrics.rejected,
+                )
+                listeners.append((guard, sock))
             if server.metrics:
                 host, port = _address(server.metrics)
                 sock = bind_tcp(host, port, "metrics")
