@@ -21,6 +21,18 @@ from .helpers import running_daemon
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),  # as `serve` runs
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Transports differ (write_eof, pause_reading): both loops get every test."""
+    return request.param  # type: ignore[no-any-return]
+
+
 CONFIG = """
 [server]
 socket = "run/d.sock"
