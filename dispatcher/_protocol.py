@@ -146,6 +146,10 @@ class BoundedProtocol(HttpToolsProtocol):
             return
         self._closing = True
         self.pipeline.clear()  # requests read after this answer are not answered
+        for timer in (self._head_timer, self._body_timer):  # nothing more is read or answered
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
         self._linger_room = self._limits.linger_bytes
         self._connections.closing(self)
         if not transport.can_write_eof():
@@ -266,6 +270,8 @@ class BoundedProtocol(HttpToolsProtocol):
             self.linger()
 
     def _refuse(self, answer: bytes) -> None:
+        if self._closing:  # an answer is already the last one
+            return
         if self._in_flight():  # never interleave with an answer being written
             self._close_after_answer()
             return
