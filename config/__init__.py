@@ -9,6 +9,7 @@ from ._schema import (
     JobsConfig,
     RouterConfig,
     ServerConfig,
+    is_loopback_host,
     parse_host_port,
 )
 from ._secret import Secret
@@ -23,6 +24,7 @@ __all__ = [
     "Secret",
     "ServerConfig",
     "default_config_path",
+    "is_loopback_host",
     "load_config",
     "parse_config",
     "parse_host_port",

@@ -6,6 +6,7 @@ rules), so a `Config` that exists is a config that can run.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -24,6 +25,11 @@ PositiveFloat = Annotated[float, Meta(gt=0)]
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 
+HostName = Annotated[
+    str, Meta(min_length=1, max_length=253, pattern=r"^(\*|[A-Za-z0-9._:\[\]-]+)$")
+]
+
+MIN_API_KEY_LENGTH: Final = 16
 MOCK_KNOBS: Final = ("latency_ms", "reply", "fail_status", "fail_times", "hang")
 
 
@@ -33,6 +39,16 @@ def parse_host_port(value: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         return None
     return host.strip("[]"), int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Table(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,7 +62,24 @@ class ServerConfig(_Table, frozen=True):
     """host:port of the Prometheus scrape listener; "" disables it."""
     listen: str = ""
     """Optional TCP listener (host:port) serving the same routes as the socket; "" disables it."""
+    api_keys: tuple[Secret, ...] = ()
+    """Bearer tokens accepted on `listen`; required unless it is bound to loopback."""
+    allowed_hosts: tuple[HostName, ...] = ()
+    """Extra `Host` names `listen` answers to (besides localhost and its own address); "*": any."""
     max_body_bytes: PositiveInt = 8 * 1024 * 1024
+    max_header_bytes: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = 64 * 1024
+    """Request line plus headers of one request; over it: 431 and the connection closes."""
+    max_headers: Annotated[int, Meta(ge=8, le=1000)] = 100
+    max_connections: PositiveInt = 4096
+    """Client connections open at once, over every listener (lowered to fit the fd limit)."""
+    header_timeout_s: PositiveFloat = 10.0
+    """A request head must arrive whole within this long (from its first byte)."""
+    body_timeout_s: PositiveFloat = 60.0
+    """A request body must arrive whole within this long after its head."""
+    send_timeout_s: PositiveFloat = 60.0
+    """A client that reads nothing of an answer for this long is disconnected."""
+    keepalive_timeout_s: PositiveFloat = 30.0
+    """An idle keep-alive connection is closed after this long."""
     drain_timeout_s: NonNegativeFloat = 30.0
 
     def __post_init__(self) -> None:
@@ -54,6 +87,19 @@ class ServerConfig(_Table, frozen=True):
             value = getattr(self, key)
             if value and parse_host_port(value) is None:
                 raise ValueError(f"{key}: expected 'host:port' (e.g. 127.0.0.1:9464)")
+        for index, secret in enumerate(self.api_keys):
+            if len(secret.reveal()) < MIN_API_KEY_LENGTH:
+                raise ValueError(
+                    f"api_keys: key {index} ({secret.redacted()}) is shorter than "
+                    f"{MIN_API_KEY_LENGTH} characters"
+                )
+        address = parse_host_port(self.listen) if self.listen else None
+        if address is not None and not self.api_keys and not is_loopback_host(address[0]):
+            raise ValueError(
+                "listen: not a loopback address, so [server].api_keys must hold the bearer "
+                'tokens clients send (e.g. api_keys = ["env:DISPATCHER_API_KEY"]); '
+                "or listen on 127.0.0.1"
+            )
 
 
 class JobsConfig(_Table, frozen=True):

@@ -2,6 +2,7 @@
 
 from ._api import Api
 from ._bodies import MAX_JSON_DEPTH
+from ._connections import Connections, ConnectionStatistics
 from ._daemon import Daemon, serve
 from ._errors import error_answer
 from ._exceptions import (
@@ -19,6 +20,7 @@ from ._exceptions import (
     UnknownJob,
     UnsupportedMediaType,
 )
+from ._guard import ListenerGuard
 from ._jobs import Jobs, JobsStatistics
 from ._jobstore import JobStore
 from ._metrics import Metrics
@@ -32,6 +34,8 @@ __all__ = [
     "AttemptRecord",
     "BodyTooLarge",
     "Chain",
+    "ConnectionStatistics",
+    "Connections",
     "Daemon",
     "DaemonError",
     "DeadlineExceeded",
@@ -42,6 +46,7 @@ __all__ = [
     "JobStore",
     "Jobs",
     "JobsStatistics",
+    "ListenerGuard",
     "Metrics",
     "NoCapacity",
     "Router",

@@ -132,6 +132,16 @@ def _check(args: argparse.Namespace) -> int:
         f"server: socket={(base / server.socket).resolve()} metrics={server.metrics or 'off'} "
         f"listen={server.listen or 'off'} max_body_bytes={server.max_body_bytes}"
     )
+    if server.listen:
+        keys = ", ".join(key.redacted() for key in server.api_keys) or "none (loopback)"
+        out.append(f"listen: api_keys=[{keys}] allowed_hosts=[{', '.join(server.allowed_hosts)}]")
+    out.append(
+        f"connections: max_connections={server.max_connections} "
+        f"header_timeout_s={server.header_timeout_s:g} body_timeout_s={server.body_timeout_s:g} "
+        f"send_timeout_s={server.send_timeout_s:g} "
+        f"keepalive_timeout_s={server.keepalive_timeout_s:g} "
+        f"max_header_bytes={server.max_header_bytes} max_headers={server.max_headers}"
+    )
     router = config.router
     out.append(
         f"router: strategy={router.strategy} num_retries={router.num_retries} "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from pathlib import Path
 
 import anyio
@@ -25,7 +26,9 @@ from actors.providers import supported_providers
 from config import Config, ConfigError, load_config, parse_host_port
 
 from ._api import Api
+from ._connections import Connections, Limits, connection_limit, raise_fd_limit
 from ._exceptions import DaemonError
+from ._guard import ListenerGuard
 from ._jobs import Jobs
 from ._jobs_api import JobsApi
 from ._jobstore import JobStore
@@ -67,6 +70,8 @@ class Daemon:
         )
         self._servers: list[QuietServer] = []
         self._apis: list[Api] = []
+        self.connections: Connections | None = None
+        self._fd_limit = 0
         self._actors_tg: TaskGroup | None = None
         self._stopping = False
         self.tcp_address: tuple[str, int] | None = None
@@ -75,6 +80,18 @@ class Daemon:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until `stop()` (or a signal, when `handle_signals` runs beside it)."""
         server = self.config.server
+        self._fd_limit = raise_fd_limit()
+        limit = connection_limit(server.max_connections, self._fd_limit, self.config.deployment)
+        if limit < server.max_connections:
+            logger.warning(
+                "max_connections lowered from %d to %d: the open-file limit is %d "
+                "(the rest is kept for upstream connections and the daemon)",
+                server.max_connections,
+                limit,
+                self._fd_limit,
+            )
+        connections = Connections(Limits.of(server), limit, on_reject=self.metrics.rejected)
+        self.connections = connections
         sockets = [bind_unix(self.socket_path)]
         try:
             self.jobs.open()
@@ -84,13 +101,21 @@ class Daemon:
             api = Api(
                 self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes, jobs=jobs_api
             )
-            listeners = [(api, sockets[0])]
+            self._apis = [api]
+            listeners: list[tuple[Api | ListenerGuard, socket.socket]] = [(api, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
                 sock = bind_tcp(host, port, "the API")
                 sockets.append(sock)
                 self.tcp_address = sock.getsockname()[:2]
-                listeners.append((api, sock))
+                guard = ListenerGuard(
+                    api,
+                    api_keys=server.api_keys,
+                    allowed_hosts=server.allowed_hosts,
+                    listen_host=host,
+                    on_reject=self.metrics.rejected,
+                )
+                listeners.append((guard, sock))
             if server.metrics:
                 host, port = _address(server.metrics)
                 sock = bind_tcp(host, port, "metrics")
@@ -98,7 +123,7 @@ class Daemon:
                 self.metrics_address = sock.getsockname()[:2]
                 scrape = Api(self.supervisor, self.metrics, max_body_bytes=4096, metrics_only=True)
                 listeners.append((scrape, sock))
-            self._apis = [api, *(app for app, _ in listeners[1:] if app is not api)]
+                self._apis.append(scrape)
             async with anyio.create_task_group() as actors_tg:
                 self._actors_tg = actors_tg
                 for actor in self.actors:
@@ -108,15 +133,21 @@ class Daemon:
                     for app, sock in listeners:
                         # The API ends its streams at drain_timeout_s (an error chunk and
                         # [DONE]); uvicorn's own cut comes after, for what is left.
-                        uv = make_server(app, drain_timeout_s=server.drain_timeout_s + 1.0)
+                        uv = make_server(
+                            app,
+                            connections=connections,
+                            drain_timeout_s=server.drain_timeout_s + 1.0,
+                            keepalive_timeout_s=server.keepalive_timeout_s,
+                        )
                         uv.should_exit = self._stopping
                         self._servers.append(uv)
                         servers_tg.start_soon(uv.serve, [sock])
                     logger.info(
-                        "serving %d deployments in %d groups on %s",
+                        "serving %d deployments in %d groups on %s (at most %d connections)",
                         len(self.actors),
                         len(self.router.groups),
                         self.socket_path,
+                        limit,
                     )
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
@@ -145,6 +176,10 @@ class Daemon:
         if config.jobs != self.config.jobs:
             logger.warning("SIGHUP: [jobs] changes need a restart; keeping the running ones")
             config = msgspec.structs.replace(config, jobs=self.config.jobs)
+        if self.connections is not None:  # upstream connections may need more room now
+            self.connections.limit = connection_limit(
+                config.server.max_connections, self._fd_limit, config.deployment
+            )
         current = {actor.name: actor for actor in self.actors}
         same_cooldown = config.router.cooldown == self.config.router.cooldown
         actors: list[DeploymentActor] = []

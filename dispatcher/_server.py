@@ -10,13 +10,16 @@ import os
 import socket
 import stat
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from ._connections import Connections
 from ._exceptions import DaemonError
 from ._private import private_folder
+from ._protocol import BoundedProtocol
 
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
@@ -29,15 +32,23 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-def make_server(app: Any, *, drain_timeout_s: float) -> QuietServer:
+def make_server(
+    app: Any, *, connections: Connections, drain_timeout_s: float, keepalive_timeout_s: float
+) -> QuietServer:
+    """A uvicorn server whose connections are bounded by `connections` (see `_protocol`).
+
+    `ws="none"`: the API has no WebSocket route, so an upgrade request is plain HTTP.
+    """
     config = uvicorn.Config(
         app,
         lifespan="off",
         log_config=None,
         access_log=False,
-        http="httptools",
+        # uvicorn calls it like its own protocol classes: config, server_state, app_state.
+        http=partial(BoundedProtocol, connections=connections),  # type: ignore[arg-type]
+        ws="none",
         timeout_graceful_shutdown=drain_timeout_s,  # type: ignore[arg-type]  # a float works
-        timeout_keep_alive=30,
+        timeout_keep_alive=keepalive_timeout_s,  # type: ignore[arg-type]  # a float works
         server_header=False,
         date_header=False,
     )
