@@ -25,6 +25,8 @@ NonNegativeFloat = Annotated[float, Meta(ge=0)]
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 
 MOCK_KNOBS: Final = ("latency_ms", "reply", "fail_status", "fail_times", "hang")
+_OUTPUT_BUDGET_PROVIDERS: Final = frozenset({"anthropic", "bedrock"})
+"""Providers whose adapter sends a default output budget (Deployment.max_output_tokens)."""
 
 
 def parse_host_port(value: str) -> tuple[str, int] | None:
@@ -100,6 +102,9 @@ class Deployment(_Table, frozen=True):
     first_token_timeout_s: PositiveFloat = 20.0
     idle_timeout_s: PositiveFloat = 30.0
     max_input_tokens: PositiveInt | None = None
+    max_output_tokens: PositiveInt | None = None
+    """Output budget sent when a request sets none (anthropic, bedrock); default: the model
+    table's maximum output for `model`."""
     supports_tools: bool = True
     drop_params: bool = True
     headers: dict[str, str] = {}
@@ -127,6 +132,11 @@ class Deployment(_Table, frozen=True):
             )
         if self.provider == "bedrock" and not (self.region or self.api_base):
             raise ValueError("region: provider 'bedrock' needs it (or api_base)")
+        if self.max_output_tokens is not None and self.provider not in _OUTPUT_BUDGET_PROVIDERS:
+            raise ValueError(
+                "max_output_tokens: only providers "
+                f"{', '.join(sorted(_OUTPUT_BUDGET_PROVIDERS))} use it, not {self.provider!r}"
+            )
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
             raise ValueError("api_base: expected an http:// or https:// URL")
 
