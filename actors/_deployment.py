@@ -37,7 +37,7 @@ from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
-from .providers import Adapter, MockUpstream, adapter_for, unsupported_params
+from .providers import Adapter, MockUpstream, adapter_for
 
 logger = logging.getLogger("dispatcher.actor")
 
@@ -133,7 +133,7 @@ class DeploymentActor:
         if limit is not None and tokens > limit:
             raise TooLong(self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}")
         if not self.spec.drop_params:
-            missing = unsupported_params(request, self.adapter.supported_params)
+            missing = self.adapter.dropped_params(request)
             if missing:
                 raise Unsupported(
                     self.name,

@@ -37,7 +37,6 @@ from actors import (
     Unsupported,
     encoder,
 )
-from actors.providers import unsupported_params
 from config import RouterConfig
 
 from ._exceptions import (
@@ -357,7 +356,7 @@ class Supervisor:
             reply=reply,
             include_usage=bool(options and options.include_usage),
             finish=finish,
-            dropped_params=unsupported_params(call, actor.adapter.supported_params),
+            dropped_params=actor.adapter.dropped_params(call),
         )
 
     def _retry_delay(self, failure: Failure, retry: int, deadline: float) -> float | None:

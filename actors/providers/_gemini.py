@@ -122,6 +122,9 @@ class GeminiAdapter:
         headers.update({name.lower(): value for name, value in spec.headers.items()})
         self._headers = headers
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return unsupported_params(request, self.supported_params)
+
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), GEMINI_TOOL_ID)

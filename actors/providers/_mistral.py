@@ -184,6 +184,9 @@ class MistralAdapter:
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return unsupported_params(request, self.supported_params)
+
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), MISTRAL_TOOL_ID)

@@ -163,6 +163,9 @@ class OpenAIAdapter:
         headers.update({name.lower(): value for name, value in spec.headers.items()})
         self._headers = httpx.Headers(headers)
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return unsupported_params(request, self.supported_params)
+
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = unsupported_params(request, self.supported_params)
         request = conform_tool_ids(drop_params(request, dropped), OPENAI_TOOL_ID)
