@@ -405,6 +405,8 @@ class ChunkDelta(_Lenient, frozen=True):
     annotations: list[Any] | UnsetType | None = UNSET
     audio: dict[str, Any] | UnsetType | None = UNSET
     function_call: dict[str, Any] | UnsetType | None = UNSET
+    thinking_blocks: tuple[dict[str, Any], ...] | UnsetType | None = UNSET
+    """Whole signed thinking blocks (Anthropic's), each once its block has ended."""
 
 
 class ChunkChoice(_Lenient, frozen=True):
@@ -427,10 +429,11 @@ class ChatCompletionChunk(_Lenient, frozen=True):
     service_tier: str | UnsetType | None = UNSET
 
     def has_content(self) -> bool:
-        """True once this chunk carries text, a refusal or a tool call (the commit point)."""
+        """True once this chunk carries text, reasoning, a refusal or a tool call (the commit
+        point: from there on the client sees the answer, so a long think is not held back)."""
         for choice in self.choices:
             delta = choice.delta
-            if delta.content or delta.tool_calls or delta.refusal:
+            if delta.content or delta.tool_calls or delta.refusal or delta.reasoning_content:
                 return True
         return False
 

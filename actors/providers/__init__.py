@@ -7,7 +7,7 @@ from msgspec.structs import replace
 
 from config import Deployment
 
-from ._anthropic import AnthropicAdapter
+from ._anthropic import ANTHROPIC_TABLE, AnthropicAdapter
 from ._base import (
     OPTIONAL_PARAMS,
     Adapter,
@@ -23,7 +23,7 @@ from ._base import (
     supported_by,
     unsupported_params,
 )
-from ._bedrock import BedrockAdapter
+from ._bedrock import BEDROCK_TABLE, BedrockAdapter
 from ._gemini import GeminiAdapter
 from ._mistral import MistralAdapter
 from ._mock import MOCK_BASE, MockUpstream
@@ -62,6 +62,8 @@ def supported_providers() -> frozenset[str]:
 
 
 __all__ = [
+    "ANTHROPIC_TABLE",
+    "BEDROCK_TABLE",
     "OPTIONAL_PARAMS",
     "UNIVERSAL_ID",
     "Adapter",

@@ -7,6 +7,9 @@
     content_block_delta text_delta         -> delta.content
     content_block_delta input_json_delta   -> delta.tool_calls [{index n, arguments fragment}]
     content_block_stop of a call with no arguments -> arguments "{}"
+    content_block_delta thinking_delta     -> delta.reasoning_content
+    content_block_stop of a thinking / redacted_thinking block -> delta.thinking_blocks
+                                              [the whole signed block, to send back]
     message_delta (stop_reason, usage)     -> finish_reason chunk, then a usage chunk
                                               (`choices: []`)
     message_stop                           -> the end (nothing after it is read)
@@ -42,6 +45,7 @@ from ._anthropic_reply import (
     AnthropicUsage,
     classify_anthropic_event,
     openai_usage,
+    thinking_block,
 )
 from ._base import decode_or_garbage
 from ._sse import ServerSentEvent, SSEStreamParser
@@ -58,6 +62,9 @@ class _Block(Struct, frozen=True):
     text: str | None = None
     id: str | None = None
     name: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
 
 
 class _Delta(Struct, frozen=True):
@@ -66,6 +73,8 @@ class _Delta(Struct, frozen=True):
     text: str | None = None
     partial_json: str | None = None
     stop_reason: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
 
 
 class _UsageDelta(Struct, frozen=True):
@@ -100,6 +109,7 @@ class AnthropicStreamParser(SSEStreamParser):
         "_model",
         "_role_sent",
         "_stopped",
+        "_thinking",
         "_usage",
         "_with_arguments",
     )
@@ -116,6 +126,8 @@ class AnthropicStreamParser(SSEStreamParser):
         """Content block index -> OpenAI tool-call index."""
         self._with_arguments: set[int] = set()
         """Tool-call indexes that received a non-empty arguments fragment."""
+        self._thinking: dict[int, _Thinking] = {}
+        """Content block index -> the thinking block being streamed there."""
         self._role_sent = False
         self._finished = False
         self._stopped = False
@@ -155,6 +167,11 @@ class AnthropicStreamParser(SSEStreamParser):
             case "content_block_delta":
                 self._block_delta(event.index, event.delta or _Delta(), out)
             case "content_block_stop":
+                thought = self._thinking.pop(event.index, None)
+                if thought is not None:
+                    block = thought.block()
+                    if block is not None:
+                        out.append(self._chunk(ChunkDelta(thinking_blocks=(block,))))
                 call = self._calls.get(event.index)
                 if call is not None and call not in self._with_arguments:
                     # A call without input streams no fragment; OpenAI's form is "{}".
@@ -171,6 +188,11 @@ class AnthropicStreamParser(SSEStreamParser):
     def _block_start(self, index: int, block: _Block, out: list[ChatCompletionChunk]) -> None:
         if block.type == "text" and block.text:
             out.append(self._chunk(ChunkDelta(content=block.text)))
+        elif block.type in ("thinking", "redacted_thinking"):
+            thought = self._thinking[index] = _Thinking(block)
+            if block.thinking:
+                out.append(self._chunk(ChunkDelta(reasoning_content=block.thinking)))
+                thought.parts.append(block.thinking)
         elif block.type == "tool_use":
             if not block.id or not block.name:
                 raise ProviderError(
@@ -201,7 +223,15 @@ class AnthropicStreamParser(SSEStreamParser):
             self._with_arguments.add(call)
             fragment = ToolCallDelta(index=call, function=_args(delta.partial_json))
             out.append(self._call_chunk(fragment))
-        # thinking_delta, signature_delta, citations_delta...: not part of the answer
+        elif delta.type in ("thinking_delta", "signature_delta"):
+            thought = self._thinking.get(index)
+            if delta.thinking:
+                out.append(self._chunk(ChunkDelta(reasoning_content=delta.thinking)))
+                if thought is not None:
+                    thought.parts.append(delta.thinking)
+            if delta.signature and thought is not None:
+                thought.signature = delta.signature
+        # citations_delta and delta types added later: not part of the answer
 
     def _message_delta(self, event: _Event, out: list[ChatCompletionChunk]) -> None:
         if event.usage is not None:
@@ -232,6 +262,21 @@ class AnthropicStreamParser(SSEStreamParser):
         return ChatCompletionChunk(
             id=self._id, created=self._created, model=self._model, choices=choices, usage=usage
         )
+
+
+class _Thinking:
+    """A thinking block in the making: its text so far and its signature, once sent."""
+
+    __slots__ = ("data", "kind", "parts", "signature")
+
+    def __init__(self, start: _Block) -> None:
+        self.kind = start.type
+        self.parts: list[str] = []
+        self.signature = start.signature or ""
+        self.data = start.data
+
+    def block(self) -> dict[str, object] | None:
+        return thinking_block(self.kind, "".join(self.parts), self.signature, self.data)
 
 
 def _args(fragment: str) -> FunctionDelta:
