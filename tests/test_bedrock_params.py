@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from openai.types.chat import ChatCompletion as SDKCompletion
 
-from actors import ChatCall, ChatRequest
+from actors import ChatCall, ChatRequest, Unsupported
 from actors.providers import BEDROCK_TABLE, OPTIONAL_PARAMS, BedrockAdapter
 from config import parse_config
 from dispatcher import Supervisor
@@ -144,7 +144,10 @@ def test_cache_markers_become_cache_points() -> None:
     point = {"cachePoint": {"type": "default", "ttl": "1h"}}
     assert body["system"] == [{"text": "rules"}, point]
     assert body["messages"][0]["content"] == [
-        {"text": "doc"}, point, {"text": "q"}, {"cachePoint": {"type": "default"}}
+        {"text": "doc"},
+        point,
+        {"text": "q"},
+        {"cachePoint": {"type": "default"}},
     ]
     assert body["toolConfig"]["tools"][1] == {"cachePoint": {"type": "default"}}
     assert names == ()
@@ -163,7 +166,9 @@ def test_files_become_document_blocks() -> None:
     body, _ = built(request({"role": "user", "content": [pdf, pdf, csv]}))
     docs = [block["document"] for block in body["messages"][0]["content"]]
     assert [(d["format"], d["name"]) for d in docs] == [
-        ("pdf", "Q3 report final"), ("pdf", "Q3 report final (2)"), ("csv", "document")
+        ("pdf", "Q3 report final"),
+        ("pdf", "Q3 report final (2)"),
+        ("csv", "document"),
     ]
     assert docs[0]["source"] == {"bytes": "JVBERi0x"}
 
@@ -247,10 +252,37 @@ async def test_thinking_structured_output_and_cache_end_to_end() -> None:
         await complete(chosen, messages=history, tools=[WEATHER], reasoning_effort="low")
         format_ = {"type": "json_schema", "json_schema": {"name": "n", "schema": SCHEMA}}
         shaped = await complete(chosen, messages=[question], response_format=format_)
-        system = {"role": "system", "content": [{"type": "text", "text": "Preamble. " * 50,
-                                                 "cache_control": {"type": "ephemeral"}}]}
+        system = {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "Preamble. " * 50, "cache_control": {"type": "ephemeral"}}
+            ],
+        }
         await complete(chosen, messages=[system, question])
         cached = await complete(chosen, messages=[system, {"role": "user", "content": "more"}])
     assert [r.status for r in fake.requests] == [200] * 5
     assert msgspec.json.decode(shaped.choices[0].message.content) == {"a": 0}
     assert cached.usage.prompt_tokens_details.cached_tokens > 0
+
+
+def test_legacy_functions_are_a_tool_config() -> None:
+    """functions / function_call and a function's result become toolSpec, toolChoice and a
+    toolUse / toolResult pair; a result that answers no call is refused."""
+    req = request(
+        {"role": "user", "content": "w?"},
+        {"role": "assistant", "content": None,
+         "function_call": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
+        {"role": "function", "name": "get_weather", "content": "-3C"},
+        functions=[{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}],
+        function_call={"name": "get_weather"},
+    )  # fmt: skip
+    body, names = built(req, HAIKU_35)
+    assert body["toolConfig"]["toolChoice"] == {"tool": {"name": "get_weather"}}
+    use = body["messages"][1]["content"][0]["toolUse"]
+    result = body["messages"][2]["content"][0]["toolResult"]
+    assert (use["input"], result["toolUseId"]) == ({"city": "Oslo"}, use["toolUseId"])
+    assert names == ()
+    orphan = request({"role": "user", "content": "w?"},
+                     {"role": "function", "name": "get_weather", "content": "-3C"})  # fmt: skip
+    with pytest.raises(Unsupported, match="role 'function'"):
+        adapter(HAIKU_35).build(orphan)
