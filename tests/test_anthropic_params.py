@@ -75,6 +75,7 @@ def test_the_table_has_a_row_for_every_parameter() -> None:
                      id="3-5-haiku-both"),
         pytest.param("claude-opus-4-7", {}, ("temperature", "top_p"), id="opus-4-7-none"),
         pytest.param("claude-next-9", {"temperature": 0.2}, ("top_p",), id="unknown-claude"),
+        pytest.param("proxy-alias", {"temperature": 0.2}, ("top_p",), id="unknown-id"),
     ],
 )  # fmt: skip
 def test_temperature_and_top_p_follow_the_model(

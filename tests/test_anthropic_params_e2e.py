@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 from openai.types.chat import ChatCompletion as SDKCompletion
+from openai.types.chat import ChatCompletionChunk as SDKChunk
 
 from .fakes import AnthropicFake, serve_app, success
 from .helpers import running_daemon, uds_client
@@ -132,3 +133,22 @@ async def test_cached_prefix_is_reported_as_cached_tokens(tmp_path: Path) -> Non
     cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
     assert 0 < cached <= second["usage"]["prompt_tokens"]
     assert fake.requests[0].json["system"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_streamed_thinking_reaches_the_client(tmp_path: Path) -> None:
+    """Streamed with reasoning_effort: reasoning_content deltas, then the signed block whole,
+    then the text; every chunk reads as the SDK's ChatCompletionChunk."""
+    fake = AnthropicFake(api_key=KEY)
+    request = {"model": "claude", "stream": True, "reasoning_effort": "medium",
+               "messages": [{"role": "user", "content": "why?"}]}  # fmt: skip
+    async with dispatcher(tmp_path, fake) as client:
+        with anyio.fail_after(10):
+            async with client.stream("POST", "/v1/chat/completions", json=request) as response:
+                got = [e for e in await events(response) if e != "[DONE]"]
+    deltas = [SDKChunk.model_validate(e).choices[0].delta for e in got if e["choices"]]
+    reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    blocks = [b for d in deltas for b in (d.model_extra or {}).get("thinking_blocks") or ()]
+    assert reasoning == "anthropic thinks about: why?"
+    assert [b["thinking"] for b in blocks] == [reasoning]
+    assert streamed_text(got) == "anthropic: why?"
+    assert fake.requests[0].json["thinking"] == {"type": "enabled", "budget_tokens": 8192}

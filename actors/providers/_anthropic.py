@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import httpx
 from msgspec import UNSET, Struct
+from msgspec.structs import replace
 
 from config import Deployment, model_info
 
@@ -149,7 +150,12 @@ class AnthropicAdapter:
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
         self._name = spec.name
-        self._info = model_info(spec.model)
+        info = model_info(spec.model)
+        if info.family != "claude":
+            # An id the table does not know (a proxy's alias...) is still a Claude model here:
+            # never send temperature and top_p together, as no current Claude takes both.
+            info = replace(info, family="claude", sampling="one")
+        self._info = info
         override = spec.max_output_tokens
         # The output budget of a request that sets none: (non-streamed, streamed).
         self._max_output = (
