@@ -423,6 +423,8 @@ class ChunkDelta(_Lenient, frozen=True):
     audio: dict[str, Any] | UnsetType | None = UNSET
     function_call: dict[str, Any] | UnsetType | None = UNSET
     extra_content: dict[str, Any] | UnsetType | None = UNSET
+    thinking_blocks: tuple[dict[str, Any], ...] | UnsetType | None = UNSET
+    """Whole signed thinking blocks (Anthropic's), each once its block has ended."""
 
 
 class ChunkChoice(_Lenient, frozen=True):

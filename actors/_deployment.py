@@ -39,7 +39,7 @@ from ._messages import Attempt, Failure, Outcome, Success
 from ._redact import redactor_for
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
-from .providers import Adapter, MockUpstream, adapter_for, unsupported_params
+from .providers import Adapter, MockUpstream, adapter_for, inert_params
 
 logger = logging.getLogger("dispatcher.actor")
 
@@ -136,7 +136,9 @@ class DeploymentActor:
         if limit is not None and tokens > limit:
             raise TooLong(self.name, f"about {tokens} input tokens exceed {self.name!r}'s {limit}")
         if not self.spec.drop_params:
-            missing = unsupported_params(request, self.adapter.supported_params)
+            # Inert parameters (tool_choice without tools...) go whatever drop_params says.
+            inert = inert_params(request)
+            missing = [n for n in self.adapter.dropped_params(request) if n not in inert]
             if missing:
                 raise Unsupported(
                     self.name,

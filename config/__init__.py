@@ -1,7 +1,8 @@
-"""Config: the TOML schema as frozen Structs, loading, and the shipped default."""
+"""Config: the TOML schema as frozen Structs, loading, the shipped default and model table."""
 
 from ._exceptions import ConfigError
 from ._load import default_config_path, load_config, parse_config
+from ._models import ModelInfo, ModelTable, model_info, model_table, parse_model_table
 from ._schema import (
     Config,
     CooldownConfig,
@@ -20,12 +21,17 @@ __all__ = [
     "CooldownConfig",
     "Deployment",
     "JobsConfig",
+    "ModelInfo",
+    "ModelTable",
     "RouterConfig",
     "Secret",
     "ServerConfig",
     "default_config_path",
     "is_loopback_host",
     "load_config",
+    "model_info",
+    "model_table",
     "parse_config",
     "parse_host_port",
+    "parse_model_table",
 ]

@@ -31,6 +31,8 @@ HostName = Annotated[
 
 MIN_API_KEY_LENGTH: Final = 16
 MOCK_KNOBS: Final = ("latency_ms", "reply", "fail_status", "fail_times", "hang")
+_OUTPUT_BUDGET_PROVIDERS: Final = frozenset({"anthropic", "bedrock"})
+"""Providers whose adapter sends a default output budget (Deployment.max_output_tokens)."""
 
 
 def parse_host_port(value: str) -> tuple[str, int] | None:
@@ -153,6 +155,9 @@ class Deployment(_Table, frozen=True):
     """Largest answer read from the provider (decoded bytes, whole or streamed); past it the
     attempt fails as server_error and the connection is dropped."""
     max_input_tokens: PositiveInt | None = None
+    max_output_tokens: PositiveInt | None = None
+    """Output budget sent when a request sets none (anthropic, bedrock); default: the model
+    table's maximum output for `model`."""
     supports_tools: bool = True
     drop_params: bool = True
     headers: dict[str, str] = {}
@@ -180,6 +185,11 @@ class Deployment(_Table, frozen=True):
             )
         if self.provider == "bedrock" and not (self.region or self.api_base):
             raise ValueError("region: provider 'bedrock' needs it (or api_base)")
+        if self.max_output_tokens is not None and self.provider not in _OUTPUT_BUDGET_PROVIDERS:
+            raise ValueError(
+                "max_output_tokens: only providers "
+                f"{', '.join(sorted(_OUTPUT_BUDGET_PROVIDERS))} use it, not {self.provider!r}"
+            )
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
             raise ValueError("api_base: expected an http:// or https:// URL")
 

@@ -244,7 +244,7 @@ TRANSLATIONS = [
                       {"role": "user", "content": [text("why")]}]},
         id="refusal-part-as-text",
     ),
-    pytest.param([user("hi")], {}, {"max_tokens": 4096}, id="max-tokens-default"),
+    pytest.param([user("hi")], {}, {"max_tokens": 64000}, id="max-tokens-default-model-max"),
     pytest.param(
         [user("hi")], {"max_tokens": 50, "max_completion_tokens": 70}, {"max_tokens": 70},
         id="max-completion-tokens-wins",
@@ -252,7 +252,7 @@ TRANSLATIONS = [
     pytest.param(
         [user("hi")],
         {"stop": "END", "temperature": 0.2, "top_p": 0.9, "user": "u-1"},
-        {"stop_sequences": ["END"], "temperature": 0.2, "top_p": 0.9,
+        {"stop_sequences": ["END"], "temperature": 0.2, "top_p": None,
          "metadata": {"user_id": "u-1"}},
         id="sampling-stop-user",
     ),

@@ -140,7 +140,7 @@ def test_a_function_result_without_its_call_is_refused() -> None:
     orphan = [USER, {"role": "function", "name": "get_weather", "content": "18C"}]
     with pytest.raises(Unsupported) as caught:
         adapter().build(request(messages=orphan))
-    assert caught.value.message.startswith("mistral: messages[1] (role 'function'")
+    assert caught.value.message.startswith("mistral: the role 'function' message of 'get_weather'")
 
 
 def test_the_table_is_complete_and_drives_supported_params() -> None:

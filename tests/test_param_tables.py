@@ -11,11 +11,9 @@ import pytest
 from actors.providers import (
     OPTIONAL_PARAMS,
     Handling,
-    OpenAIAdapter,
     ParamRow,
     adapter_for,
     param_tables,
-    render_param_tables,
     supported_by,
     supported_providers,
     table_of,
@@ -70,16 +68,3 @@ class _Untabled:
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(name)
-
-
-def test_an_adapter_without_a_table_is_rendered_from_its_supported_params() -> None:
-    """Sent for what it supports, dropped for the rest; identical tables are not repeated."""
-    rendered = render_param_tables(
-        {"openai": OpenAIAdapter, "gemini": _Untabled, "mistral": _Untabled}  # type: ignore[dict-item]
-    )
-    plain = rendered[rendered.index("#### `gemini`") : rendered.index("#### `mistral`")]
-    assert "Sent as is: `stop`, `temperature`." in plain
-    assert "| `seed` | dropped |" in plain
-    assert "| `temperature` |" not in plain
-    assert "#### `mistral`\n\nAs `gemini`." in rendered
-    assert rendered.startswith(BEGIN) and rendered.endswith(END)

@@ -7,7 +7,7 @@ from msgspec.structs import replace
 
 from config import Deployment
 
-from ._anthropic import AnthropicAdapter
+from ._anthropic import ANTHROPIC_TABLE, AnthropicAdapter
 from ._base import (
     OPTIONAL_PARAMS,
     Adapter,
@@ -25,7 +25,7 @@ from ._base import (
     supported_by,
     unsupported_params,
 )
-from ._bedrock import BedrockAdapter
+from ._bedrock import BEDROCK_TABLE, BedrockAdapter
 from ._gemini import GeminiAdapter
 from ._gemini_params import GEMINI_TABLE
 from ._mistral import MistralAdapter
@@ -71,6 +71,8 @@ def param_tables() -> str:
 
 
 __all__ = [
+    "ANTHROPIC_TABLE",
+    "BEDROCK_TABLE",
     "GEMINI_TABLE",
     "OPTIONAL_PARAMS",
     "UNIVERSAL_ID",

@@ -1,65 +1,65 @@
 """Anthropic Messages API (PROVIDERS.md §3): OpenAI chat in, Anthropic message out.
 
     OpenAI chat                          Anthropic Messages
-    system / developer messages     ->   top-level `system`
-    user text, image, file parts    ->   text / image / document blocks
-    assistant `tool_calls`          ->   `tool_use` blocks (arguments -> `input` object)
-    tool messages (consecutive)     ->   `tool_result` blocks of ONE user turn
-    consecutive same-role turns     ->   one turn (Anthropic alternates user/assistant)
+    messages                        ->   `system` + alternating turns (`_anthropic_messages`)
     tool_choice auto/required/none  ->   {"type": "auto" / "any" / "none"}
     tool_choice {"function": X}     ->   {"type": "tool", "name": X}
     parallel_tool_calls = false     ->   disable_parallel_tool_use = true
-    max_completion_tokens           ->   max_tokens (required; DEFAULT_MAX_TOKENS if unset)
+    tools[].function.strict         ->   tools[].strict (structured-output models)
+    tools[].cache_control           ->   tools[].cache_control
+    functions / function_call       ->   tools / tool_choice (`_legacy`)
+    max_completion_tokens           ->   max_tokens (required: the model table's maximum
+                                         output, or the deployment's max_output_tokens, if unset)
+    reasoning_effort                ->   thinking (+ output_config.effort) (`_sampling`)
+    response_format json_schema     ->   output_config.format {"type": "json_schema", "schema"}
+    stop                            ->   stop_sequences
+    safety_identifier, else user    ->   metadata.user_id
+    service_tier auto / priority    ->   service_tier "auto"; "default" -> "standard_only"
     stream = true                   ->   "stream": true (SSE with named events)
 
-The answer side (`parse_message`, `classify_anthropic_error`) is in `_anthropic_reply`,
-the streamed answer (`AnthropicStreamParser`) in `_anthropic_stream`.
+`ANTHROPIC_TABLE` says what happens to every other parameter. The answer side
+(`parse_message`, `classify_anthropic_error`) is in `_anthropic_reply`, the streamed
+answer (`AnthropicStreamParser`) in `_anthropic_stream`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
-from msgspec import UNSET
+from msgspec import UNSET, Struct
+from msgspec.structs import replace
 
-from config import Deployment
+from config import Deployment, model_info
 
-from .._chat import (
-    AssistantMessage,
-    AudioPart,
-    ChatCompletion,
-    ChatRequest,
-    DeveloperMessage,
-    FilePart,
-    ImagePart,
-    Message,
-    NamedToolChoice,
-    RefusalPart,
-    SystemMessage,
-    TextPart,
-    ToolMessage,
-    UserMessage,
-    UserPart,
-    encoder,
-)
+from .._chat import ChatCompletion, ChatRequest, NamedToolChoice, Tool, encoder
 from .._exceptions import ProviderError, Unsupported
+from ._anthropic_messages import Block, cache_control, translate_messages
 from ._anthropic_reply import classify_anthropic_error, parse_message
 from ._anthropic_stream import AnthropicStreamParser
-from ._base import HttpRequest, drop_params, unsupported_params
-from ._chat_parts import (
-    call_arguments,
-    check_tool_names,
-    function_calls,
-    function_tools,
-    output_budget,
-    refuse_custom_tools,
-    split_data_url,
-    stop_sequences,
-    text_of,
+from ._base import (
+    OPTIONAL_PARAMS,
+    Handling,
+    HttpRequest,
+    ParamRow,
+    ParamTable,
+    drop_params,
+    param_table,
+    supported_by,
+    unsupported_params,
 )
+from ._chat_parts import check_tool_names, function_tools, refuse_custom_tools, stop_sequences
+from ._legacy import functions_as_tools
+from ._parts_dropped import (
+    CACHE_BREAKPOINT,
+    CACHE_CONTROL,
+    THINKING,
+    TOOL_CACHE_CONTROL,
+    parts_dropped,
+)
+from ._sampling import Generation, check_ranges, plan_generation
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 ANTHROPIC_BASE: Final = "https://api.anthropic.com"
@@ -69,32 +69,102 @@ ANTHROPIC_TOOL_ID: Final[IdRule] = pattern_rule(r"[a-zA-Z0-9_-]+")
 """`tool_use.id` must match ``^[a-zA-Z0-9_-]+$`` (PROVIDERS.md §3.3)."""
 ANTHROPIC_TOOL_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 """`tools[].name` must match ``^[a-zA-Z0-9_-]{1,128}$``: no dots, colons or slashes."""
-DEFAULT_MAX_TOKENS: Final = 4096
-"""Sent when the request sets no output budget: Anthropic requires `max_tokens`."""
-ANTHROPIC_PARAMS: Final = frozenset({
-    "max_completion_tokens", "max_tokens", "parallel_tool_calls", "stop", "stream",
-    "temperature", "tool_choice", "tools", "top_p", "user",
+
+_SENT, _MAPPED, _DROPPED = Handling.SENT, Handling.MAPPED, Handling.DROPPED
+ANTHROPIC_TABLE: Final = param_table({
+    "frequency_penalty": ParamRow(_DROPPED, "no Anthropic equivalent"),
+    "logit_bias": ParamRow(_DROPPED, "no Anthropic equivalent"),
+    "logprobs": ParamRow(_DROPPED, "Anthropic returns no log probabilities"),
+    "top_logprobs": ParamRow(_DROPPED, "Anthropic returns no log probabilities"),
+    "max_tokens": ParamRow(_MAPPED, "max_tokens"),
+    "max_completion_tokens": ParamRow(_MAPPED, "max_tokens"),
+    "n": ParamRow(_DROPPED, "one answer per request"),
+    "presence_penalty": ParamRow(_DROPPED, "no Anthropic equivalent"),
+    "reasoning_effort": ParamRow(
+        _MAPPED,
+        "thinking (budget_tokens by effort, or adaptive + output_config.effort); dropped"
+        " for models without thinking, with a forced tool_choice, an assistant prefill,"
+        " or a tool call sent back without its thinking_blocks",
+    ),
+    "response_format": ParamRow(
+        _MAPPED,
+        "json_schema -> output_config.format (structured-output models); json_object dropped",
+    ),
+    "seed": ParamRow(_DROPPED, "no Anthropic equivalent"),
+    "stop": ParamRow(_MAPPED, "stop_sequences"),
+    "stream": ParamRow(_SENT, "SSE with named events"),
+    "stream_options": ParamRow(_MAPPED, "include_usage: the usage of message_delta"),
+    "temperature": ParamRow(
+        _SENT, "dropped with thinking, and on models that take no sampling parameters"
+    ),
+    "top_p": ParamRow(
+        _SENT,
+        "dropped next to temperature on models that take only one, with thinking (unless"
+        " 0.95..1), and on models that take no sampling parameters",
+    ),
+    "tools": ParamRow(_MAPPED, "tools (input_schema, strict, cache_control)"),
+    "tool_choice": ParamRow(_MAPPED, "tool_choice auto / any / tool / none"),
+    "parallel_tool_calls": ParamRow(_MAPPED, "tool_choice.disable_parallel_tool_use"),
+    "user": ParamRow(_MAPPED, "metadata.user_id (unless safety_identifier is set)"),
+    "store": ParamRow(_DROPPED, "OpenAI's stored completions"),
+    "metadata": ParamRow(_DROPPED, "Anthropic's metadata takes only user_id"),
+    "modalities": ParamRow(_DROPPED, "text output only"),
+    "audio": ParamRow(_DROPPED, "text output only"),
+    "service_tier": ParamRow(
+        _MAPPED, "service_tier: auto / priority -> auto, default -> standard_only; flex dropped"
+    ),
+    "prediction": ParamRow(_DROPPED, "no predicted outputs"),
+    "verbosity": ParamRow(_DROPPED, "no Anthropic equivalent"),
+    "prompt_cache_key": ParamRow(_DROPPED, "caching is by cache_control markers"),
+    "prompt_cache_retention": ParamRow(_DROPPED, "caching is by cache_control markers"),
+    "prompt_cache_options": ParamRow(_DROPPED, "caching is by cache_control markers"),
+    "safety_identifier": ParamRow(_MAPPED, "metadata.user_id"),
+    "web_search_options": ParamRow(_DROPPED, "Anthropic's web search is a server tool"),
+    "moderation": ParamRow(_DROPPED, "OpenAI's moderation"),
+    "functions": ParamRow(_MAPPED, "tools"),
+    "function_call": ParamRow(_MAPPED, "tool_choice"),
 })  # fmt: skip
+"""Every optional `ChatRequest` parameter -> what the Anthropic adapter does with it."""
+ANTHROPIC_PARAMS: Final = supported_by(ANTHROPIC_TABLE)
 """The optional `ChatRequest` fields Anthropic can express; the others are dropped."""
 
 _PROVIDER: Final = "anthropic"
-_IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DOCUMENT_TYPES: Final = frozenset({"application/pdf"})
+_KEPT_PARTS: Final = frozenset({THINKING, CACHE_CONTROL, CACHE_BREAKPOINT, TOOL_CACHE_CONTROL})
+_SERVICE_TIERS: Final = {"auto": "auto", "priority": "auto", "default": "standard_only"}
 
-Block = dict[str, Any]
+
+class _Plan(Struct, frozen=True):
+    request: ChatRequest
+    """Without the dropped parameters, the legacy functions API restated as tools."""
+    generation: Generation
+    dropped: tuple[str, ...]
 
 
 class AnthropicAdapter:
     """The Anthropic Messages API, for one deployment."""
 
     __slots__ = (
-        "_headers", "_model", "_name", "_stream_headers", "_url", "auth", "supported_params",
+        "_headers", "_info", "_max_output", "_model", "_name", "_stream_headers", "_url",
+        "auth", "param_table", "supported_params",
     )  # fmt: skip
 
     def __init__(self, spec: Deployment) -> None:
         self._model = spec.model
         self._name = spec.name
+        info = model_info(spec.model)
+        if info.family != "claude":
+            # An id the table does not know (a proxy's alias...) is still a Claude model here:
+            # never send temperature and top_p together, as no current Claude takes both.
+            info = replace(info, family="claude", sampling="one")
+        self._info = info
+        override = spec.max_output_tokens
+        # The output budget of a request that sets none: (non-streamed, streamed).
+        self._max_output = (
+            override or self._info.default_output(streaming=False),
+            override or self._info.default_output(streaming=True),
+        )
         self.auth: httpx.Auth | None = None
+        self.param_table: ParamTable = ANTHROPIC_TABLE
         self.supported_params = ANTHROPIC_PARAMS
         base = (spec.api_base or ANTHROPIC_BASE).rstrip("/")
         # Accept an api_base given with or without the version segment.
@@ -110,11 +180,15 @@ class AnthropicAdapter:
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return self._plan(request).dropped
+
     def build(self, request: ChatRequest) -> HttpRequest:
-        dropped = unsupported_params(request, self.supported_params)
-        request = conform_tool_ids(drop_params(request, dropped), ANTHROPIC_TOOL_ID)
+        plan = self._plan(request)
+        request = conform_tool_ids(plan.request, ANTHROPIC_TOOL_ID)
         refuse_custom_tools(request, provider=_PROVIDER, deployment=self._name)
-        body = messages_body(request, model=self._model, deployment=self._name)
+        check_ranges(plan.generation, provider=_PROVIDER, deployment=self._name)
+        body = messages_body(request, plan.generation, model=self._model, deployment=self._name)
         streaming = request.stream is True
         if streaming:
             body["stream"] = True
@@ -123,7 +197,7 @@ class AnthropicAdapter:
             url=self._url,
             headers=self._stream_headers if streaming else self._headers,
             body=encoder.encode(body),
-            dropped_params=dropped,
+            dropped_params=plan.dropped,
         )
 
     def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ChatCompletion:
@@ -136,9 +210,29 @@ class AnthropicAdapter:
         """A fresh parser for one streamed attempt."""
         return AnthropicStreamParser(model=self._model)
 
+    def _plan(self, request: ChatRequest) -> _Plan:
+        """What to send and what to name as dropped; pure, and it never raises."""
+        dropped = [*unsupported_params(request, self.supported_params)]
+        dropped += parts_dropped(request, kept=_KEPT_PARTS)
+        tier = request.service_tier
+        if isinstance(tier, str) and tier not in _SERVICE_TIERS:
+            dropped.append("service_tier")  # flex, scale: no Anthropic tier like them
+        if isinstance(request.user, str) and isinstance(request.safety_identifier, str):
+            dropped.append("user")  # one metadata.user_id: safety_identifier is the newer
+        request, superseded = functions_as_tools(
+            drop_params(request, tuple(set(dropped) & OPTIONAL_PARAMS))
+        )
+        dropped += superseded
+        default = self._max_output[request.stream is True]
+        generation = plan_generation(request, self._info, default_max_tokens=default)
+        dropped += generation.dropped
+        return _Plan(request, generation, tuple(sorted(set(dropped))))
 
-def messages_body(request: ChatRequest, *, model: str, deployment: str) -> dict[str, Any]:
-    """The Messages API body for `request` (already stripped of unsupported parameters)."""
+
+def messages_body(
+    request: ChatRequest, generation: Generation, *, model: str, deployment: str
+) -> dict[str, Any]:
+    """The Messages API body for `request` (already planned: see `AnthropicAdapter._plan`)."""
     names = check_tool_names(
         request,
         ANTHROPIC_TOOL_NAME,
@@ -153,58 +247,40 @@ def messages_body(request: ChatRequest, *, model: str, deployment: str) -> dict[
         )
     body: dict[str, Any] = {
         "model": model,
-        "max_tokens": output_budget(request) or DEFAULT_MAX_TOKENS,
+        "max_tokens": generation.max_tokens,
         "messages": messages,
     }
     if system:
         body["system"] = system
     for name in ("temperature", "top_p"):
-        value = getattr(request, name)
-        if isinstance(value, int | float):
-            if not 0.0 <= value <= 1.0:
-                raise Unsupported(
-                    deployment, f"{_PROVIDER}: {name} {value} is outside Anthropic's range 0..1"
-                )
+        value = getattr(generation, name)
+        if value is not None:
             body[name] = value
+    if generation.thinking is not None:
+        body["thinking"] = generation.thinking
+    output_config: dict[str, Any] = {}
+    if generation.effort is not None:
+        output_config["effort"] = generation.effort
+    if generation.json_schema is not None:
+        output_config["format"] = {"type": "json_schema", "schema": generation.json_schema}
+    if output_config:
+        body["output_config"] = output_config
     stop = stop_sequences(request)
     if stop:
         body["stop_sequences"] = stop
-    if isinstance(request.user, str):
-        body["metadata"] = {"user_id": request.user}
+    user = request.safety_identifier if isinstance(request.safety_identifier, str) else request.user
+    if isinstance(user, str):
+        body["metadata"] = {"user_id": user}
+    if isinstance(request.service_tier, str) and request.service_tier in _SERVICE_TIERS:
+        body["service_tier"] = _SERVICE_TIERS[request.service_tier]
     if request.tools:
         body["tools"] = [
-            _tool(t.function.name, t.function.description, t.function.parameters, deployment)
-            for t in function_tools(request)
+            _tool(tool, generation.strict_tools, deployment) for tool in function_tools(request)
         ]
     choice = tool_choice(request, names, deployment)
     if choice is not None:
         body["tool_choice"] = choice
     return body
-
-
-def translate_messages(
-    messages: Iterable[Message], deployment: str
-) -> tuple[str | list[Block], list[dict[str, Any]]]:
-    """`(system, messages)`: system text hoisted out, turns merged so roles alternate."""
-    system: list[Block] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        match message:
-            case SystemMessage(content=content) | DeveloperMessage(content=content):
-                system.extend(_text_blocks(content))
-            case UserMessage(content=content):
-                _add_turn(turns, "user", _user_blocks(content, deployment))
-            case AssistantMessage():
-                _add_turn(turns, "assistant", _assistant_blocks(message, deployment))
-            case ToolMessage(tool_call_id=call_id, content=content):
-                result: Block = {"type": "tool_result", "tool_use_id": call_id}
-                text = text_of(content)
-                if text.strip():  # blank text is rejected; `content` is optional
-                    result["content"] = text
-                _add_turn(turns, "user", [result])
-    if len(system) == 1:
-        return system[0]["text"], turns
-    return system, turns
 
 
 def tool_choice(request: ChatRequest, names: frozenset[str], deployment: str) -> Block | None:
@@ -243,99 +319,9 @@ def _choice_text(choice: object) -> str:
     return repr(choice)
 
 
-def _add_turn(turns: list[dict[str, Any]], role: str, blocks: list[Block]) -> None:
-    if not blocks:
-        return  # an empty turn is rejected; its neighbours merge instead
-    if turns and turns[-1]["role"] == role:
-        blocks = [*turns[-1]["content"], *blocks]
-        turns.pop()
-    if role == "user":
-        # tool_result blocks lead their user turn, answering the assistant turn before it.
-        blocks.sort(key=lambda block: block["type"] != "tool_result")
-    turns.append({"role": role, "content": blocks})
-
-
-def _text_blocks(content: str | tuple[TextPart, ...]) -> list[Block]:
-    texts = [content] if isinstance(content, str) else [part.text for part in content]
-    # Blank text blocks are rejected ("text content blocks must be non-empty").
-    return [{"type": "text", "text": text} for text in texts if text.strip()]
-
-
-def _user_blocks(content: str | tuple[UserPart, ...], deployment: str) -> list[Block]:
-    if isinstance(content, str):
-        return _text_blocks(content)
-    blocks: list[Block] = []
-    for index, part in enumerate(content):
-        match part:
-            case TextPart(text=text):
-                blocks.extend(_text_blocks(text))
-            case ImagePart(image_url=image):
-                blocks.append(_image_block(image.url, index, deployment))
-            case FilePart(file=file) if isinstance(file.file_data, str):
-                blocks.append(_document_block(file.file_data, index, deployment))
-            case FilePart():
-                raise Unsupported(
-                    deployment,
-                    f"{_PROVIDER}: content[{index}] file parts need file_data"
-                    " (an OpenAI file_id means nothing to Anthropic)",
-                )
-            case AudioPart():
-                raise Unsupported(
-                    deployment, f"{_PROVIDER}: content[{index}] input_audio has no Anthropic form"
-                )
-    return blocks
-
-
-def _image_block(url: str, index: int, deployment: str) -> Block:
-    if url.startswith(("http://", "https://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    data = split_data_url(url)
-    if data is None or data[0] not in _IMAGE_TYPES:
-        raise Unsupported(
-            deployment,
-            f"{_PROVIDER}: content[{index}].image_url must be an http(s) URL or a base64"
-            f" data: URL of {', '.join(sorted(_IMAGE_TYPES))}",
-        )
-    media_type, payload = data
-    return {
-        "type": "image",
-        "source": {"type": "base64", "media_type": media_type, "data": payload},
-    }
-
-
-def _document_block(file_data: str, index: int, deployment: str) -> Block:
-    data = split_data_url(file_data)
-    if data is None or data[0] not in _DOCUMENT_TYPES:
-        raise Unsupported(
-            deployment,
-            f"{_PROVIDER}: content[{index}].file.file_data must be a base64 data: URL"
-            " of application/pdf",
-        )
-    media_type, payload = data
-    source = {"type": "base64", "media_type": media_type, "data": payload}
-    return {"type": "document", "source": source}
-
-
-def _assistant_blocks(message: AssistantMessage, deployment: str) -> list[Block]:
-    blocks: list[Block] = []
-    content = message.content
-    if isinstance(content, str):
-        blocks.extend(_text_blocks(content))
-    elif content is not None:
-        for part in content:
-            text = part.refusal if isinstance(part, RefusalPart) else part.text
-            blocks.extend(_text_blocks(text))
-    elif isinstance(message.refusal, str):
-        blocks.extend(_text_blocks(message.refusal))
-    for call in function_calls(message):
-        arguments = call_arguments(call, provider=_PROVIDER, deployment=deployment)
-        blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}
-        )
-    return blocks
-
-
-def _tool(name: str, description: object, parameters: object, deployment: str) -> dict[str, Any]:
+def _tool(spec: Tool, strict: bool, deployment: str) -> dict[str, Any]:
+    function = spec.function
+    name, description, parameters = function.name, function.description, function.parameters
     schema: dict[str, Any] = dict(parameters) if isinstance(parameters, dict) else {}
     # OpenAI allows omitting `parameters` (no arguments); Anthropic needs an object schema.
     schema.setdefault("type", "object")
@@ -350,4 +336,9 @@ def _tool(name: str, description: object, parameters: object, deployment: str) -
     tool: dict[str, Any] = {"name": name, "input_schema": schema}
     if isinstance(description, str) and description:
         tool["description"] = description
+    if strict and function.strict is True:
+        tool["strict"] = True
+    control = cache_control(spec.cache_control, UNSET, f"tools[{name!r}]", deployment)
+    if control is not None:
+        tool["cache_control"] = control
     return tool

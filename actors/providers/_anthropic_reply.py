@@ -1,5 +1,8 @@
 """Anthropic's answers (PROVIDERS.md §3.5-§3.6): a message as a `ChatCompletion`, or an error.
 
+thinking / redacted_thinking blocks  ->    message.reasoning_content (the thinking text) and
+                                          message.thinking_blocks (to send back next turn)
+
 stop_reason                               finish_reason
 end_turn, stop_sequence, pause_turn  ->   stop
 max_tokens, model_context_window_exceeded -> length
@@ -55,13 +58,16 @@ FINISH_REASONS: Final[Mapping[str, str]] = {
 
 
 class _Block(Struct, frozen=True):
-    # One struct for every block type: unknown types (thinking, server tools, web search
-    # results...) are skipped; what the provider adds to a block is ignored.
+    # One struct for every block type: unknown types (server tools, web search results...)
+    # are skipped; what the provider adds to a block is ignored.
     type: str = ""
     text: str | None = None
     id: str | None = None
     name: str | None = None
     input: Any = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
 
 
 class AnthropicUsage(Struct, frozen=True):
@@ -96,9 +102,17 @@ def parse_message(
         raise garbage("anthropic response", body, f"type {message.type!r}", status=status)
     texts: list[str] = []
     calls: list[ResponseToolCall] = []
+    thoughts: list[str] = []
+    signed: list[dict[str, Any]] = []
     for block in message.content:
         if block.type == "text" and block.text is not None:
             texts.append(block.text)
+        elif block.type in ("thinking", "redacted_thinking"):
+            kept = thinking_block(block.type, block.thinking, block.signature, block.data)
+            if kept is not None:
+                signed.append(kept)
+            if block.thinking:
+                thoughts.append(block.thinking)
         elif block.type == "tool_use":
             # A call without input (left out or null) takes no arguments: OpenAI's "{}".
             given = block.input if block.input is not None else {}
@@ -123,12 +137,29 @@ def parse_message(
                 message=ResponseMessage(
                     content="".join(texts) if texts else None,
                     tool_calls=tuple(calls) if calls else UNSET,
+                    reasoning_content="".join(thoughts) if thoughts else UNSET,
+                    thinking_blocks=tuple(signed) if signed else UNSET,
                 ),
                 finish_reason=finish,
             ),
         ),
         usage=openai_usage(message.usage) if message.usage is not None else UNSET,
     )
+
+
+def thinking_block(
+    kind: str, thinking: str | None, signature: str | None, data: str | None
+) -> dict[str, Any] | None:
+    """A thinking block as the client sends it back next turn (`thinking_blocks`), else None.
+
+    `{"type": "thinking", "thinking", "signature"}` or `{"type": "redacted_thinking", "data"}`:
+    Anthropic rejects a block changed in any way, so both are kept whole.
+    """
+    if kind == "thinking" and signature:
+        return {"type": "thinking", "thinking": thinking or "", "signature": signature}
+    if kind == "redacted_thinking" and data:
+        return {"type": "redacted_thinking", "data": data}
+    return None
 
 
 def openai_usage(usage: AnthropicUsage) -> Usage:

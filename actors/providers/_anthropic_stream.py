@@ -8,6 +8,9 @@
     content_block_delta input_json_delta   -> delta.tool_calls [{index n, arguments fragment}]
                                               (a server tool's input, e.g. web search: nothing)
     content_block_stop of a call with no arguments -> arguments "{}"
+    content_block_delta thinking_delta     -> delta.reasoning_content
+    content_block_stop of a thinking / redacted_thinking block -> delta.thinking_blocks
+                                              [the whole signed block, to send back]
     message_delta (stop_reason, usage)     -> finish_reason chunk, then a usage chunk
                                               (`choices: []`)
     message_stop                           -> the end (nothing after it is read)
@@ -44,6 +47,7 @@ from ._anthropic_reply import (
     AnthropicUsage,
     classify_anthropic_event,
     openai_usage,
+    thinking_block,
 )
 from ._base import decode_tolerant
 from ._sse import ServerSentEvent, SSEStreamParser
@@ -60,6 +64,9 @@ class _Block(Struct, frozen=True):
     text: str | None = None
     id: str | None = None
     name: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
 
 
 class _Delta(Struct, frozen=True):
@@ -68,6 +75,8 @@ class _Delta(Struct, frozen=True):
     text: str | None = None
     partial_json: str | None = None
     stop_reason: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
 
 
 class _UsageDelta(Struct, frozen=True):
@@ -103,6 +112,7 @@ class AnthropicStreamParser(SSEStreamParser):
         "_role_sent",
         "_stopped",
         "_text_blocks",
+        "_thinking",
         "_usage",
         "_with_arguments",
     )
@@ -122,6 +132,8 @@ class AnthropicStreamParser(SSEStreamParser):
         """Tool-call indexes that received a non-empty arguments fragment."""
         self._text_blocks: set[int] = set()
         """Content block indexes of text blocks (which never take arguments)."""
+        self._thinking: dict[int, _Thinking] = {}
+        """Content block index -> the thinking block being streamed there."""
         self._role_sent = False
         self._finished = False
         self._stopped = False
@@ -161,6 +173,11 @@ class AnthropicStreamParser(SSEStreamParser):
             case "content_block_delta":
                 self._block_delta(event.index, event.delta or _Delta(), out)
             case "content_block_stop":
+                thought = self._thinking.pop(event.index, None)
+                if thought is not None:
+                    block = thought.block()
+                    if block is not None:
+                        out.append(self._chunk(ChunkDelta(thinking_blocks=(block,))))
                 call = self._calls.get(event.index)
                 if call is not None and call not in self._with_arguments:
                     # A call without input streams no fragment; OpenAI's form is "{}".
@@ -179,6 +196,11 @@ class AnthropicStreamParser(SSEStreamParser):
             self._text_blocks.add(index)
             if block.text:
                 out.append(self._chunk(ChunkDelta(content=block.text)))
+        elif block.type in ("thinking", "redacted_thinking"):
+            thought = self._thinking[index] = _Thinking(block)
+            if block.thinking:
+                out.append(self._chunk(ChunkDelta(reasoning_content=block.thinking)))
+                thought.parts.append(block.thinking)
         elif block.type == "tool_use":
             if not block.id or not block.name:
                 raise ProviderError(
@@ -211,7 +233,15 @@ class AnthropicStreamParser(SSEStreamParser):
             self._with_arguments.add(call)
             fragment = ToolCallDelta(index=call, function=_args(delta.partial_json))
             out.append(self._call_chunk(fragment))
-        # thinking_delta, signature_delta, citations_delta...: not part of the answer
+        elif delta.type in ("thinking_delta", "signature_delta"):
+            thought = self._thinking.get(index)
+            if delta.thinking:
+                out.append(self._chunk(ChunkDelta(reasoning_content=delta.thinking)))
+                if thought is not None:
+                    thought.parts.append(delta.thinking)
+            if delta.signature and thought is not None:
+                thought.signature = delta.signature
+        # citations_delta and delta types added later: not part of the answer
 
     def _message_delta(self, event: _Event, out: list[ChatCompletionChunk]) -> None:
         if event.usage is not None:
@@ -243,6 +273,21 @@ class AnthropicStreamParser(SSEStreamParser):
         return ChatCompletionChunk(
             id=self._id, created=self._created, model=self._model, choices=choices, usage=usage
         )
+
+
+class _Thinking:
+    """A thinking block in the making: its text so far and its signature, once sent."""
+
+    __slots__ = ("data", "kind", "parts", "signature")
+
+    def __init__(self, start: _Block) -> None:
+        self.kind = start.type
+        self.parts: list[str] = []
+        self.signature = start.signature or ""
+        self.data = start.data
+
+    def block(self) -> dict[str, object] | None:
+        return thinking_block(self.kind, "".join(self.parts), self.signature, self.data)
 
 
 def _args(fragment: str) -> FunctionDelta:

@@ -57,8 +57,20 @@ class StreamParser(Protocol):
 class Adapter(Protocol):
     """Translates for one deployment; built once from its frozen config."""
 
+    param_table: ParamTable
+    """Every optional parameter -> sent, mapped or dropped (the README renders it)."""
+
     supported_params: frozenset[str]
     """Optional `ChatRequest` fields the provider can express; others are dropped or refused."""
+
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        """What `build(request)` leaves out, sorted: the parameters outside `supported_params`
+        and whatever this request's combination rules out (e.g. `top_p` next to `temperature`).
+
+        Named in `x-dispatcher-dropped-params`; with `drop_params = false` a non-empty answer
+        makes the deployment no candidate. Must equal `build(request).dropped_params`.
+        """
+        ...
 
     auth: httpx.Auth | None
     """Request signing the provider needs at send time (e.g. SigV4), else None."""

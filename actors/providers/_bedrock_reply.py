@@ -1,5 +1,8 @@
 """Bedrock's answers: a Converse response (§4.6) or an error (§4.5), classified.
 
+reasoningContent blocks become `reasoning_content` (their text) and `thinking_blocks`
+(signed or redacted, to send back next turn); cached input is `cached_tokens`.
+
 Shared by Converse and ConverseStream: the stream translator maps stop reasons,
 usage and in-stream exception frames with the same functions.
 """
@@ -58,12 +61,24 @@ class _Citations(Struct):
     content: list[_Generated] = []
 
 
+class ReasoningText(Struct):
+    text: str = ""
+    signature: str | None = None
+
+
+class _Reasoning(Struct, rename="camel"):
+    reasoning_text: ReasoningText | None = None
+    redacted_content: str | None = None
+    """Base64 in JSON (a blob): kept as it is, to go back as it came."""
+
+
 class _Block(Struct, rename="camel"):
     # A union in the API: other members (reasoningContent, cachePoint, guardContent...)
     # have no OpenAI field and are skipped.
     text: str | None = None
     tool_use: _ToolUse | None = None
     citations_content: _Citations | None = None
+    reasoning_content: _Reasoning | None = None
 
     def answer_text(self) -> str | None:
         if self.text is not None:
@@ -118,6 +133,13 @@ def parse_converse(
     decoded = decode_tolerant(_response_decoder, body, "Converse response")
     blocks = decoded.output.message.content
     texts = [text for block in blocks if (text := block.answer_text()) is not None]
+    reasoning = [b.reasoning_content for b in blocks if b.reasoning_content]
+    thoughts = "".join(r.reasoning_text.text for r in reasoning if r.reasoning_text)
+    signed = tuple(
+        block
+        for r in reasoning
+        if (block := thinking_block(r.reasoning_text, r.redacted_content)) is not None
+    )
     calls = tuple(
         ResponseToolCall(
             id=block.tool_use.tool_use_id,
@@ -142,12 +164,24 @@ def parse_converse(
                 message=ResponseMessage(
                     content="".join(texts) if texts else None,
                     tool_calls=calls if calls else UNSET,
+                    reasoning_content=thoughts or UNSET,
+                    thinking_blocks=signed or UNSET,
                 ),
                 finish_reason=finish_reason(decoded.stop_reason),
             ),
         ),
         usage=openai_usage(decoded.usage) if decoded.usage is not None else UNSET,
     )
+
+
+def thinking_block(text: ReasoningText | None, redacted: str | None) -> dict[str, Any] | None:
+    """A reasoningContent block in the `thinking_blocks` shape clients send back next turn
+    (the Anthropic one: Claude on Bedrock signs its thinking the same way), else None."""
+    if text is not None and text.signature:
+        return {"type": "thinking", "thinking": text.text, "signature": text.signature}
+    if redacted:
+        return {"type": "redacted_thinking", "data": redacted}
+    return None
 
 
 def openai_usage(usage: TokenUsage) -> Usage:

@@ -14,10 +14,13 @@ the first parser is made. Each event frame's JSON payload maps to chunks:
     messageStop                finish_reason, mapped as Converse's stopReason (§8.2)
     metadata                   a usage chunk with `choices: []`
 
+    contentBlockDelta reasoningContent  delta.reasoning_content; at contentBlockStop the
+                               whole signed block as delta.thinking_blocks
+
 Tool calls are numbered 0..n-1 in order of appearance, whatever their
-contentBlockIndex. Reasoning, citation and other blocks have no OpenAI field
-and are left out, as in `parse_converse`; unknown events, unknown payload keys
-(the `p` padding Bedrock adds) and nulls are ignored. An exception frame
+contentBlockIndex. Citation and other blocks have no OpenAI field and are left
+out, as in `parse_converse`; unknown events, unknown payload keys (the `p`
+padding Bedrock adds) and nulls are ignored. An exception frame
 (`throttlingException`, `modelStreamErrorException`...) raises the
 `ProviderError` the HTTP error of the same exception would; a protocol error
 frame, a bad frame or payload, a frame longer than `MAX_EVENT_BYTES` (1 MiB, as
@@ -41,11 +44,13 @@ from .._chat import ChatCompletionChunk, ChunkChoice, ChunkDelta, FunctionDelta,
 from .._exceptions import ErrorClass, ProviderError
 from ._base import decode_tolerant
 from ._bedrock_reply import (
+    ReasoningText,
     TokenUsage,
     classify_stream_exception,
     finish_reason,
     openai_usage,
     stream_error,
+    thinking_block,
 )
 from ._sse import MAX_EVENT_BYTES
 
@@ -68,17 +73,24 @@ class _ToolUseDelta(Struct):
     input: str = ""
 
 
+class _ReasoningDelta(Struct, rename="camel"):
+    text: str | None = None
+    signature: str | None = None
+    redacted_content: str | None = None
+
+
 class _Delta(Struct, rename="camel"):
     text: str | None = None
     tool_use: _ToolUseDelta | None = None
+    reasoning_content: _ReasoningDelta | None = None
+
+
+class _BlockStop(Struct, rename="camel"):
+    content_block_index: int = 0
 
 
 class _BlockDelta(Struct, rename="camel"):
     delta: _Delta = msgspec.field(default_factory=_Delta)
-    content_block_index: int = 0
-
-
-class _BlockStop(Struct, rename="camel"):
     content_block_index: int = 0
 
 
@@ -108,6 +120,7 @@ class ConverseStreamParser:
         "_id",
         "_model",
         "_pending",
+        "_reasoning",
         "_role",
         "_stop",
         "_with_arguments",
@@ -126,6 +139,8 @@ class ConverseStreamParser:
         self._with_arguments: set[int] = set()  # tool_calls indexes whose arguments are sent
         self._role = False  # delta.role sent
         self._stop: str | None = None  # the finish_reason, once messageStop came
+        # contentBlockIndex -> a reasoning block so far: its text, signature, redacted data
+        self._reasoning: dict[int, tuple[list[str], list[str], list[str]]] = {}
 
     def __repr__(self) -> str:
         state = f"stopped {self._stop}" if self._stop else "open"
@@ -205,9 +220,17 @@ class ConverseStreamParser:
         elif event == "contentBlockDelta":
             self._delta(_decode(_block_delta, payload, event), out)
         elif event == "contentBlockStop":
-            call = self._calls.get(_decode(_block_stop, payload, event).content_block_index)
+            index = _decode(_block_stop, payload, event).content_block_index
+            call = self._calls.get(index)
             if call is not None:
                 self._no_arguments((call,), out)
+            reasoning = self._reasoning.pop(index, None)
+            if reasoning is not None:
+                texts, signatures, redacted = reasoning
+                text = ReasoningText(text="".join(texts), signature="".join(signatures) or None)
+                block = thinking_block(text, "".join(redacted) or None)
+                if block is not None:
+                    out.append(self._chunk(ChunkDelta(thinking_blocks=(block,))))
         elif event == "messageStop":
             stop = _decode(_message_stop, payload, event)
             self._stop = finish_reason(stop.stop_reason)  # malformed output raises
@@ -221,7 +244,17 @@ class ConverseStreamParser:
 
     def _delta(self, event: _BlockDelta, out: list[ChatCompletionChunk]) -> None:
         delta = event.delta
-        if delta.text:
+        if delta.reasoning_content is not None:
+            part = delta.reasoning_content
+            texts, signatures, redacted = self._reasoning.setdefault(
+                event.content_block_index, ([], [], [])
+            )
+            if part.text:
+                texts.append(part.text)
+                out.append(self._chunk(ChunkDelta(reasoning_content=part.text)))
+            signatures += [part.signature] if part.signature else []
+            redacted += [part.redacted_content] if part.redacted_content else []
+        elif delta.text:
             out.append(self._chunk(ChunkDelta(content=delta.text)))
         elif delta.tool_use is not None and delta.tool_use.input:
             index = self._calls.get(event.content_block_index)

@@ -1,12 +1,19 @@
 """OpenAI chat request -> Bedrock Converse request body (PROVIDERS.md §4.2-§4.4).
 
-Bedrock is strict about the shape of a conversation, so `converse_body` normalises
-the history rather than forwarding it: system and developer messages become
-`system` blocks; OpenAI `tool` messages become `toolResult` blocks of a user turn;
-consecutive turns of one role are merged (Bedrock demands strict user/assistant
-alternation, and several tool results plus the next user text form one turn); and
-`toolConfig` is sent whenever the history holds tool blocks, even when the request
-has no tools, because Bedrock refuses such a history without it.
+The messages are translated by `_converse_messages`; this module adds the rest:
+
+    max_completion_tokens, temperature,  ->  inferenceConfig (maxTokens is sent when set,
+    top_p, stop                              and whenever a thinking budget needs it)
+    tools, tool_choice                   ->  toolConfig (sent whenever the history holds tool
+                                             blocks, even without tools: Bedrock refuses such
+                                             a history without it)
+    tools[].function.strict              ->  toolSpec.strict (structured-output models)
+    tools[].cache_control                ->  a cachePoint after the tool's spec
+    reasoning_effort (Claude models)     ->  additionalModelRequestFields.thinking, and
+                                             outputConfig.effort for adaptive models
+    response_format json_schema          ->  outputConfig.textFormat (the schema as a string)
+    service_tier priority/default/flex   ->  serviceTier.type
+    metadata                             ->  requestMetadata (invocation-log filters)
 
 Pure functions over data, shared by Converse and ConverseStream (the same body).
 """
@@ -14,7 +21,6 @@ Pure functions over data, shared by Converse and ConverseStream (the same body).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
@@ -23,96 +29,110 @@ from msgspec import UNSET
 from .._chat import (
     AssistantMessage,
     ChatRequest,
-    DeveloperMessage,
     FunctionDefinition,
-    ImagePart,
-    Message,
     NamedToolChoice,
-    SystemMessage,
-    TextPart,
-    ToolMessage,
-    UserMessage,
 )
 from .._exceptions import Unsupported
 from ._chat_parts import function_calls, function_tools
+from ._converse_messages import cache_point, converse_messages
+from ._sampling import Generation
 from ._toolids import IdRule, pattern_rule
 
 BEDROCK_TOOL_ID: Final[IdRule] = pattern_rule(r"[a-zA-Z0-9_.:-]+", max_length=64)
 """`ToolUseId`: 1..64 characters of `[a-zA-Z0-9_.:-]` (PROVIDERS.md §4.3)."""
 BEDROCK_TOOL_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 """`ToolName`: 1..64 characters of `[a-zA-Z0-9_-]` (PROVIDERS.md §4.3)."""
-PLACEHOLDER_USER_TEXT: Final = "(continue)"
-"""Sent as the first user turn when a conversation has none: Bedrock requires one."""
+SERVICE_TIERS: Final = frozenset({"priority", "default", "flex"})
+"""OpenAI service tiers Converse has (`ServiceTierType`); "auto" is Bedrock's default."""
+_METADATA: Final = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,-.]{0,256}")
+"""`requestMetadata` keys (1..256) and values (0..256): botocore's service model patterns."""
 
-_IMAGE_FORMATS: Final = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
-_DATA_URL: Final = re.compile(r"data:image/([a-z]+);base64,(.+)", re.DOTALL)
 
+def converse_body(
+    request: ChatRequest, generation: Generation, *, claude: bool, send_max_tokens: bool,
+    deployment: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The Converse request body for `request` (ids conformed, drops planned).
 
-def converse_body(request: ChatRequest, deployment: str) -> dict[str, Any]:
-    """The Converse request body for `request` (ids already conformed); raises `Unsupported`."""
-    system, turns = converse_messages(request.messages, deployment)
+    `claude`: the model takes Claude's thinking fields and blocks. `send_max_tokens`:
+    send maxTokens even when the request sets none (a deployment's max_output_tokens).
+    """
+    system, turns = converse_messages(request.messages, deployment, claude=claude)
     body: dict[str, Any] = {"messages": turns}
     if system:
         body["system"] = system
-    inference = inference_config(request, deployment)
+    inference = inference_config(request, generation, send_max_tokens=send_max_tokens)
     if inference:
         body["inferenceConfig"] = inference
-    tools = tool_config(request, turns, deployment)
+    tools = tool_config(request, turns, generation, deployment, cache_points=claude)
     if tools is not None:
         body["toolConfig"] = tools
+    if generation.thinking is not None:
+        body["additionalModelRequestFields"] = {"thinking": generation.thinking}
+    output = output_config(request, generation)
+    if output:
+        body["outputConfig"] = output
+    tier = request.service_tier
+    if isinstance(tier, str) and tier in SERVICE_TIERS:
+        body["serviceTier"] = {"type": tier}
+    if isinstance(request.metadata, dict) and request.metadata:
+        body["requestMetadata"] = dict(request.metadata)
     return body
 
 
-def converse_messages(
-    messages: Iterable[Message], deployment: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """`(system blocks, alternating user/assistant turns)` for an OpenAI message list."""
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        match message:
-            case SystemMessage() | DeveloperMessage():
-                system += [{"text": text} for text in _texts(message.content)]
-            case UserMessage():
-                _append(turns, "user", _user_blocks(message, deployment))
-            case AssistantMessage():
-                _append(turns, "assistant", _assistant_blocks(message, deployment))
-            case ToolMessage():
-                text = "".join(_all_texts(message.content))
-                result = {"toolUseId": message.tool_call_id, "content": [{"text": text}]}
-                _append(turns, "user", [{"toolResult": {**result, "status": "success"}}])
-    if not turns or turns[0]["role"] != "user":
-        turns.insert(0, {"role": "user", "content": [{"text": PLACEHOLDER_USER_TEXT}]})
-    return system, turns
+def metadata_fits(metadata: object) -> bool:
+    """True when `metadata` is valid `requestMetadata` (botocore's key/value patterns)."""
+    if not isinstance(metadata, dict):
+        return True
+    return all(
+        0 < len(key) <= 256 and _METADATA.fullmatch(key) and _METADATA.fullmatch(value)
+        for key, value in metadata.items()
+    )
 
 
-def inference_config(request: ChatRequest, deployment: str) -> dict[str, Any]:
+def inference_config(
+    request: ChatRequest, generation: Generation, *, send_max_tokens: bool
+) -> dict[str, Any]:
     """`inferenceConfig`: maxTokens, temperature, topP and stopSequences that are set."""
     config: dict[str, Any] = {}
-    max_tokens = _given(request.max_completion_tokens)
-    if max_tokens is None:
-        max_tokens = _given(request.max_tokens)
-    if max_tokens is not None:
-        config["maxTokens"] = max_tokens
-    temperature = _given(request.temperature)
-    if temperature is not None:
-        if not 0.0 <= temperature <= 1.0:
-            # OpenAI allows up to 2; rescaling would silently change the sampling asked for.
-            raise Unsupported(
-                deployment, f"bedrock: temperature {temperature} is outside Converse's [0, 1]"
-            )
-        config["temperature"] = temperature
-    top_p = _given(request.top_p)
-    if top_p is not None:
-        config["topP"] = top_p
+    asked = _given(request.max_completion_tokens) or _given(request.max_tokens)
+    if asked is not None or send_max_tokens or generation.thinking is not None:
+        config["maxTokens"] = generation.max_tokens  # a budget must stay below it
+    if generation.temperature is not None:
+        config["temperature"] = generation.temperature
+    if generation.top_p is not None:
+        config["topP"] = generation.top_p
     stop = _given(request.stop)
     if stop is not None:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     return config
 
 
+def output_config(request: ChatRequest, generation: Generation) -> dict[str, Any]:
+    """`outputConfig`: the effort of an adaptive-thinking model, a JSON-schema text format."""
+    config: dict[str, Any] = {}
+    if generation.effort is not None:
+        config["effort"] = generation.effort
+    if generation.json_schema is not None:
+        spec = request.response_format.json_schema if request.response_format else UNSET
+        definition: dict[str, Any] = {
+            "schema": msgspec.json.encode(generation.json_schema).decode()
+        }
+        if isinstance(spec, dict):
+            for key in ("name", "description"):
+                if isinstance(spec.get(key), str) and spec[key]:
+                    definition[key] = spec[key]
+        config["textFormat"] = {"type": "json_schema", "structure": {"jsonSchema": definition}}
+    return config
+
+
 def tool_config(
-    request: ChatRequest, turns: list[dict[str, Any]], deployment: str
+    request: ChatRequest,
+    turns: list[dict[str, Any]],
+    generation: Generation,
+    deployment: str,
+    *,
+    cache_points: bool = False,
 ) -> dict[str, Any] | None:
     """`toolConfig`, or None; present whenever the history has toolUse/toolResult blocks."""
     history = _history_tool_names(turns)
@@ -128,7 +148,12 @@ def tool_config(
                 " has tool calls (toolConfig is then required and has no none choice)",
             )
         return None  # no toolConfig: the model cannot call a tool, which is "none" (§4.2)
-    specs = [_tool_spec(tool.function) for tool in tools]
+    specs: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        specs.append(_tool_spec(tool.function, generation.strict_tools))
+        point = cache_point(tool, f"tools[{index}]", deployment) if cache_points else None
+        if point is not None:
+            specs.append(point)
     if not specs and has_tool_blocks:
         # Reconstruct minimal specs so the history is accepted; no tool is offered anew.
         specs = [
@@ -167,78 +192,13 @@ def _given(value: Any) -> Any:
     return None if value is UNSET else value
 
 
-def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return  # an empty message adds nothing, and Bedrock refuses empty or blank content
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
-
-
-def _texts(content: str | tuple[Any, ...] | None) -> list[str]:
-    """Non-blank texts of a content (Bedrock rejects blank text blocks [OBS])."""
-    return [text for text in _all_texts(content) if text.strip()]
-
-
-def _all_texts(content: str | tuple[Any, ...] | None) -> list[str]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content]
-    return [part.text if isinstance(part, TextPart) else part.refusal for part in content]
-
-
-def _user_blocks(message: UserMessage, deployment: str) -> list[dict[str, Any]]:
-    if isinstance(message.content, str):
-        return [{"text": text} for text in _texts(message.content)]
-    blocks: list[dict[str, Any]] = []
-    for part in message.content:
-        if isinstance(part, TextPart):
-            blocks += [{"text": text} for text in _texts(part.text)]
-        elif isinstance(part, ImagePart):
-            blocks.append(_image_block(part.image_url.url, deployment))
-        else:
-            kind = type(part).__struct_config__.tag
-            raise Unsupported(deployment, f"bedrock: content parts of type {kind!r} are not sent")
-    return blocks
-
-
-def _image_block(url: str, deployment: str) -> dict[str, Any]:
-    match = _DATA_URL.fullmatch(url)
-    if match is None or match.group(1) not in _IMAGE_FORMATS:
-        raise Unsupported(
-            deployment,
-            "bedrock: image_url must be a base64 data: URL of a png, jpeg, gif or webp image"
-            " (Converse cannot fetch URLs)",
-        )
-    source = {"bytes": match.group(2)}
-    return {"image": {"format": _IMAGE_FORMATS[match.group(1)], "source": source}}
-
-
-def _assistant_blocks(message: AssistantMessage, deployment: str) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = [{"text": text} for text in _texts(message.content)]
-    for call in function_calls(message):
-        try:
-            arguments = msgspec.json.decode(call.function.arguments or "{}")
-        except msgspec.DecodeError:
-            raise Unsupported(
-                deployment,
-                f"bedrock: arguments of tool call {call.id!r} are not JSON (toolUse.input"
-                " must be a JSON document)",
-            ) from None
-        tool_use = {"toolUseId": call.id, "name": call.function.name, "input": arguments}
-        blocks.append({"toolUse": tool_use})
-    return blocks
-
-
-def _tool_spec(function: FunctionDefinition) -> dict[str, Any]:
+def _tool_spec(function: FunctionDefinition, strict: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": function.name}
     if function.description:  # a NonEmptyString: an empty description is refused
         spec["description"] = function.description
     schema = function.parameters if function.parameters is not UNSET else None
     spec["inputSchema"] = {"json": schema or {"type": "object", "properties": {}}}
-    if function.strict is True:
+    if strict and function.strict is True:
         spec["strict"] = True
     return {"toolSpec": spec}
 

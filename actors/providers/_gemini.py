@@ -86,7 +86,7 @@ from ._gemini_params import (
 )
 from ._gemini_reply import classify_gemini_error, parse_generate_response
 from ._gemini_stream import GeminiStreamParser
-from ._legacy import functions_as_tools
+from ._legacy import functions_as_tools, refuse_function_message
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 GEMINI_BASE: Final = "https://generativelanguage.googleapis.com"
@@ -143,11 +143,12 @@ class GeminiAdapter:
         headers.update({name.lower(): value for name, value in spec.headers.items()})
         self._headers = headers
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return self.build(request).dropped_params
+
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = params_to_drop(request, self.supported_params)
-        request, superseded = functions_as_tools(
-            drop_params(request, dropped), provider=_PROVIDER, deployment=self._name
-        )
+        request, superseded = functions_as_tools(drop_params(request, dropped))
         if superseded:
             dropped = tuple(sorted({*dropped, *superseded}))
         request = conform_tool_ids(request, GEMINI_TOOL_ID)
@@ -242,7 +243,7 @@ def translate_messages(
                 role, kind = "user", "responses"
                 parts = [_function_response(message, call_names, deployment)]
             case FunctionMessage():
-                raise AssertionError("functions_as_tools rewrites function messages")
+                refuse_function_message(message, provider=_PROVIDER, deployment=deployment)
         if not parts:
             continue  # Gemini rejects a turn without parts
         if kinds and kinds[-1] == kind:

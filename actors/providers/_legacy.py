@@ -47,14 +47,13 @@ def uses_functions(request: ChatRequest) -> bool:
     )
 
 
-def functions_as_tools(
-    request: ChatRequest, *, provider: str, deployment: str
-) -> tuple[ChatRequest, tuple[str, ...]]:
+def functions_as_tools(request: ChatRequest) -> tuple[ChatRequest, tuple[str, ...]]:
     """`request` with the functions API rewritten as tools, and what could not go.
 
     `function_call` is dropped (and named) only when the request also sets
-    `tool_choice`, which wins. A `function` message that answers no earlier call
-    raises `Unsupported`: providers pair each result with its call.
+    `tool_choice`, which wins. A `function` message that answers no earlier call is
+    left as it is: the adapter refuses it when it translates the messages
+    (`refuse_function_message`), so this never raises and may run while planning.
     """
     if not uses_functions(request):
         return request, ()
@@ -81,13 +80,11 @@ def functions_as_tools(
             changes["tool_choice"] = NamedToolChoice(function=name)
         else:
             changes["tool_choice"] = request.function_call
-    changes["messages"] = _messages(request.messages, provider=provider, deployment=deployment)
+    changes["messages"] = _messages(request.messages)
     return msgspec.structs.replace(request, **changes), dropped
 
 
-def _messages(
-    messages: tuple[Message, ...], *, provider: str, deployment: str
-) -> tuple[Message, ...]:
+def _messages(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     out: list[Message] = []
     pending: dict[str, str] = {}  # function name -> id of its latest unanswered call
     for index, message in enumerate(messages):
@@ -100,12 +97,8 @@ def _messages(
         elif isinstance(message, FunctionMessage):
             call_id = pending.pop(message.name, None)
             if call_id is None:
-                raise Unsupported(
-                    deployment,
-                    f"{provider}: messages[{index}] (role 'function', name {message.name!r})"
-                    f" answers no earlier function_call; {provider} pairs each result with"
-                    " its call",
-                )
+                out.append(message)  # answers no call: the adapter refuses it
+                continue
             out.append(ToolMessage(tool_call_id=call_id, content=message.content or ""))
         else:
             out.append(message)
@@ -115,3 +108,12 @@ def _messages(
 def _legacy_call(message: AssistantMessage) -> FunctionCall | None:
     call = message.function_call
     return call if isinstance(call, FunctionCall) else None
+
+
+def refuse_function_message(message: FunctionMessage, *, provider: str, deployment: str) -> None:
+    """Raise the `Unsupported` of a function message `functions_as_tools` could not pair."""
+    raise Unsupported(
+        deployment,
+        f"{provider}: the role 'function' message of {message.name!r} answers no earlier"
+        f" function_call; {provider} pairs each result with its call",
+    )

@@ -26,6 +26,7 @@ from .._chat import (
     DeveloperMessage,
     FilePart,
     FunctionDefinition,
+    FunctionMessage,
     ImagePart,
     Message,
     NamedToolChoice,
@@ -47,7 +48,7 @@ from ._base import (
     supported_by,
 )
 from ._chat_parts import function_calls, function_tools, refuse_custom_tools
-from ._legacy import functions_as_tools
+from ._legacy import functions_as_tools, refuse_function_message
 from ._mistral_reply import classify_mistral_error, parse_mistral
 from ._mistral_stream import MistralStreamParser
 from ._openai_params import Extras, strip_extras
@@ -188,6 +189,8 @@ def mistral_messages(messages: Iterable[Message], deployment: str) -> list[dict[
                 if message.tool_call_id in names:
                     tool["name"] = names[message.tool_call_id]
                 out.append(tool)
+            case FunctionMessage():
+                refuse_function_message(message, provider="mistral", deployment=deployment)
     bridged: list[dict[str, Any]] = []
     for turn in out:
         if bridged and bridged[-1]["role"] == "tool" and turn["role"] in ("user", "system"):
@@ -244,10 +247,13 @@ class MistralAdapter:
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return self.build(request).dropped_params
+
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = params_to_drop(request, self.supported_params)
         request = drop_params(request, dropped)
-        request, superseded = functions_as_tools(request, provider="mistral", deployment=self._name)
+        request, superseded = functions_as_tools(request)
         request, stripped = strip_extras(request, _EXTRAS)
         unsent = (*superseded, *stripped, *_unsent_message_fields(request))
         if unsent:

@@ -325,6 +325,9 @@ class OpenAIAdapter:
         headers.update({name.lower(): value for name, value in spec.headers.items()})
         self._headers = httpx.Headers(headers)
 
+    def dropped_params(self, request: ChatRequest) -> tuple[str, ...]:
+        return self.build(request).dropped_params
+
     def build(self, request: ChatRequest) -> HttpRequest:
         dropped = params_to_drop(request, self.supported_params)
         request = drop_params(request, dropped)

@@ -12,10 +12,13 @@ from ._anthropic_stream import anthropic_message_events, anthropic_sse
 from ._asgi import Reply, json_reply
 from ._base import FakeProvider
 from ._chat_reply import _example
+from ._claude_models import sign_thinking, thinking_on
 from ._recording import RecordedRequest
 from ._script import Error, Success, error
 
 MESSAGES_PATH: Final = "/v1/messages"
+CHARS_PER_TOKEN: Final = 4
+"""The fakes' token size: an answer longer than max_tokens of these is cut (`max_tokens`)."""
 ANTHROPIC_VERSIONS: Final = frozenset({"2023-06-01", "2023-01-01"})
 
 
@@ -32,9 +35,15 @@ class AnthropicFake(FakeProvider):
     `{"type": "error", "error": {"type", "message"}, "request_id"}`.  Accepted requests
     consume one scripted directive; the default reply is `"<name>: <last user text>"`
     with `end_turn`, or a `tool_use` of the tool `tool_choice` forces (`any`: the first).
-    A `Success` directive's `finish_reason` is sent as the raw `stop_reason`
+    Text beyond `max_tokens` (at `CHARS_PER_TOKEN`) is cut, with `max_tokens` as the
+    stop reason.  A `Success` directive's `finish_reason` is sent as the raw `stop_reason`
     (`"refusal"`, `"max_tokens"`...).  `stream: true` gets the same message as named SSE
     events (`anthropic_message_events`, §3.7); script failures with `stream(anthropic_sse(...))`.
+
+    Like the real API it thinks when `thinking` is on (a signed thinking block first, see
+    `_claude_models.sign_thinking`), answers an `output_config.format` with JSON of the
+    schema, and caches prompt prefixes: the prefix up to the last `cache_control` block is
+    written (`cache_creation_input_tokens`) once, then read (`cache_read_input_tokens`).
     """
 
     def __init__(
@@ -50,6 +59,7 @@ class AnthropicFake(FakeProvider):
         self.alternation = alternation
         self.models = None if models is None else frozenset(models)
         self._served = 0
+        self._cached: set[str] = set()  # digests of prompt prefixes written to the cache
 
     def _check(self, record: RecordedRequest) -> Reply | None:
         if record.method != "POST" or record.path != MESSAGES_PATH:
@@ -88,7 +98,19 @@ class AnthropicFake(FakeProvider):
         content = _content(body, directive, self.name, serial)
         uses = any(block["type"] == "tool_use" for block in content)
         stop_reason = directive.finish_reason or ("tool_use" if uses else "end_turn")
+        if _cut_to(content, body["max_tokens"] * CHARS_PER_TOKEN) and not directive.finish_reason:
+            stop_reason = "max_tokens"
         said = json.dumps(content)
+        prompt = max(1, len(json.dumps(body["messages"])) // 4)
+        written = read = 0
+        prefix = _cached_prefix(body)
+        if prefix is not None:
+            digest, size = prefix
+            if digest in self._cached:
+                read = min(size, prompt)
+            else:
+                written = min(size, prompt)
+                self._cached.add(digest)
         message = {
             "id": f"msg_{serial}",
             "type": "message",
@@ -98,10 +120,10 @@ class AnthropicFake(FakeProvider):
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {
-                "input_tokens": max(1, len(json.dumps(body["messages"])) // 4),
+                "input_tokens": prompt - written - read,
                 "output_tokens": max(1, len(said) // 8),
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": written,
+                "cache_read_input_tokens": read,
                 "service_tier": "standard",
             },
         }
@@ -128,8 +150,13 @@ def _content(
             "input": arguments,
         }
 
+    blocks: list[dict[str, Any]] = []
+    if thinking_on(body.get("thinking")):
+        thought = f"{speaker} thinks about: {_last_user_text(body['messages'])}"
+        blocks.append(
+            {"type": "thinking", "thinking": thought, "signature": sign_thinking(thought)}
+        )
     if directive.content is not None or directive.tool_calls is not None:
-        blocks: list[dict[str, Any]] = []
         if directive.content is not None:
             blocks.append({"type": "text", "text": directive.content})
         for index, (name, arguments) in enumerate(directive.tool_calls or ()):
@@ -137,9 +164,40 @@ def _content(
         return blocks
     forced = _forced_tool(body)
     if forced is not None:
-        return [use(0, forced["name"], _example(forced["input_schema"]))]
+        return [*blocks, use(0, forced["name"], _example(forced["input_schema"]))]
+    schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+    if schema is not None:
+        return [*blocks, {"type": "text", "text": json.dumps(_example(schema))}]
     text = f"{speaker}: {_last_user_text(body['messages'])}"
-    return [{"type": "text", "text": text}]
+    return [*blocks, {"type": "text", "text": text}]
+
+
+def _cut_to(content: list[dict[str, Any]], budget: int) -> bool:
+    """Cut the text blocks of `content` to `budget` characters in all; True if it cut."""
+    cut = False
+    for block in content:
+        if block["type"] == "text":
+            if len(block["text"]) > budget:
+                block["text"], cut = block["text"][:budget], True
+            budget -= len(block["text"])
+    return cut
+
+
+def _cached_prefix(body: Mapping[str, Any]) -> tuple[str, int] | None:
+    """`(digest, tokens)` of the prompt up to its last cache_control block, or None."""
+    sequence: list[Any] = [*(body.get("tools") or ())]
+    system = body.get("system")
+    sequence += system if isinstance(system, list) else [system]
+    for message in body["messages"]:
+        content = message["content"]
+        sequence += content if isinstance(content, list) else [content]
+    marks = [
+        i for i, item in enumerate(sequence) if isinstance(item, dict) and item.get("cache_control")
+    ]
+    if not marks:
+        return None
+    prefix = json.dumps([body["model"], sequence[: marks[-1] + 1]], sort_keys=True)
+    return _digest(prefix), max(1, len(prefix) // 4)
 
 
 def _forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:

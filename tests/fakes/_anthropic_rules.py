@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NoReturn
 
+from ._anthropic_models import model_problem
+
 ANTHROPIC_PARAMS: Final = frozenset({
     "model", "messages", "max_tokens", "cache_control", "container", "inference_geo",
     "metadata", "output_config", "service_tier", "stop_sequences", "stream", "system",
@@ -48,6 +50,13 @@ _CHOICE_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "tool": frozenset({"type", "name", "disable_parallel_tool_use"}),
     "none": frozenset({"type"}),
 }
+_THINKING_KEYS: Final[Mapping[str, frozenset[str]]] = {
+    "enabled": frozenset({"type", "budget_tokens", "display"}),
+    "adaptive": frozenset({"type", "display"}),
+    "disabled": frozenset({"type"}),
+}
+_EFFORTS: Final = ("low", "medium", "high", "xhigh", "max")
+_MAX_CACHE_BLOCKS: Final = 4
 _SYSTEM_ROLE: Final = (
     'messages: Unexpected role "system". The Messages API accepts a top-level `system`'
     ' parameter, not "system" as an input message role.'
@@ -77,6 +86,14 @@ def check_messages_request(body: Mapping[str, Any], *, alternation: bool = True)
 
 
 def _check(body: Mapping[str, Any], alternation: bool) -> None:
+    _shape(body, alternation)
+    problem = model_problem(body)
+    if problem is not None:
+        _fail(problem)
+    _cache_blocks(body)
+
+
+def _shape(body: Mapping[str, Any], alternation: bool) -> None:
     _extra(body, ANTHROPIC_PARAMS, "")
     for key in ("model", "max_tokens", "messages"):
         if key not in body:
@@ -98,6 +115,12 @@ def _check(body: Mapping[str, Any], alternation: bool) -> None:
         _extra(body["metadata"], frozenset({"user_id"}), "metadata.")
     if "stream" in body and not isinstance(body["stream"], bool):
         _fail("stream: Input should be a valid boolean")
+    if "service_tier" in body and body["service_tier"] not in ("auto", "standard_only"):
+        _fail("service_tier: Input should be 'auto' or 'standard_only'")
+    if "thinking" in body:
+        _thinking(body["thinking"])
+    if "output_config" in body:
+        _output_config(body["output_config"])
     if "system" in body:
         _system(body["system"])
     names = _tools(body["tools"]) if "tools" in body else []
@@ -165,6 +188,16 @@ def _block(block: Mapping[str, Any], where: str) -> None:
             f" expected tags: {tags}"
         )
     _extra(block, _BLOCK_KEYS[kind], f"{where}.{kind}.")
+    if _CACHE in block:
+        _cache_control(block[_CACHE], f"{where}.{kind}.cache_control")
+    if kind == "document" and "title" in block and not isinstance(block["title"], str):
+        _fail(f"{where}.document.title: Input should be a valid string")
+    if kind == "thinking":
+        for key in ("thinking", "signature"):
+            if not isinstance(block.get(key), str):
+                _fail(f"{where}.thinking.{key}: Field required")
+    if kind == "redacted_thinking" and not isinstance(block.get("data"), str):
+        _fail(f"{where}.redacted_thinking.data: Field required")
     if kind == "text":
         if not isinstance(block.get("text"), str):
             _fail(f"{where}.text.text: Field required")
@@ -265,6 +298,10 @@ def _tools(tools: Any) -> list[str]:
             if key not in tool:
                 _fail(f"{where}.{key}: Field required")
         _pattern(tool["name"], f"{where}.name", _NAME_RE, NAME_PATTERN)
+        if "strict" in tool and not isinstance(tool["strict"], bool):
+            _fail(f"{where}.strict: Input should be a valid boolean")
+        if _CACHE in tool:
+            _cache_control(tool[_CACHE], f"{where}.cache_control")
         schema = tool["input_schema"]
         _mapping(schema, f"{where}.input_schema")
         if schema.get("type") != "object":
@@ -293,6 +330,60 @@ def _tool_choice(choice: Any, names: Sequence[str]) -> None:
             _fail("tool_choice.tool.name: Field required")
         if choice["name"] not in names:
             _fail(f"tool_choice: Tool '{choice['name']}' not found in `tools`")
+
+
+def _thinking(thinking: Any) -> None:
+    _mapping(thinking, "thinking")
+    kind = thinking.get("type")
+    if kind not in _THINKING_KEYS:
+        _fail(
+            f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected"
+            " tags: 'enabled', 'disabled', 'adaptive'"
+        )
+    _extra(thinking, _THINKING_KEYS[kind], f"thinking.{kind}.")
+    if "display" in thinking and thinking["display"] not in ("summarized", "omitted", None):
+        _fail(f"thinking.{kind}.display: Input should be 'summarized' or 'omitted'")
+
+
+def _output_config(config: Any) -> None:
+    _mapping(config, "output_config")
+    _extra(config, frozenset({"effort", "format"}), "output_config.")
+    effort = config.get("effort")
+    if effort is not None and effort not in _EFFORTS:
+        _fail("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
+    fmt = config.get("format")
+    if fmt is not None:
+        _mapping(fmt, "output_config.format")
+        _extra(fmt, frozenset({"type", "schema"}), "output_config.format.")
+        if fmt.get("type") != "json_schema":
+            _fail("output_config.format.type: Input should be 'json_schema'")
+        _mapping(fmt.get("schema"), "output_config.format.schema")
+
+
+def _cache_control(control: Any, where: str) -> None:
+    if control is None:
+        return
+    _mapping(control, where)
+    _extra(control, frozenset({"type", "ttl"}), f"{where}.")
+    if control.get("type") != "ephemeral":
+        _fail(f"{where}.type: Input should be 'ephemeral'")
+    if "ttl" in control and control["ttl"] not in ("5m", "1h"):
+        _fail(f"{where}.ttl: Input should be '5m' or '1h'")
+
+
+def _cache_blocks(body: Mapping[str, Any]) -> None:
+    """At most four cache breakpoints in a request (tools, system and messages together)."""
+    found = sum(1 for tool in body.get("tools") or () if tool.get(_CACHE))
+    system = body.get("system")
+    found += sum(1 for b in system if b.get(_CACHE)) if isinstance(system, list) else 0
+    for message in body["messages"]:
+        content = message["content"]
+        found += sum(1 for b in content if b.get(_CACHE)) if isinstance(content, list) else 0
+    if found > _MAX_CACHE_BLOCKS:
+        _fail(  # [OBS]
+            f"A maximum of {_MAX_CACHE_BLOCKS} blocks with cache_control may be provided."
+            f" Found {found}."
+        )
 
 
 def _extra(obj: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:

@@ -29,7 +29,8 @@ def anthropic_sse(*events: Mapping[str, Any]) -> bytes:
 def anthropic_message_events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The events that stream `message` (a whole Messages API answer), as Anthropic sends them.
 
-    Text and tool input arrive in two deltas each; a `ping` follows the first block's start;
+    Text, thinking and tool input arrive in two deltas each (a thinking block's signature in
+    a `signature_delta` after them); a `ping` follows the first block's start;
     `message_start` reports the input usage, `message_delta` the stop reason and output.
     """
     usage = dict(message.get("usage") or {})
@@ -41,6 +42,13 @@ def anthropic_message_events(message: Mapping[str, Any]) -> list[dict[str, Any]]
             opening = {**block, "input": {}}
             deltas = [{"type": "input_json_delta", "partial_json": piece}
                       for piece in _halves(json.dumps(block["input"]))]  # fmt: skip
+        elif block["type"] == "thinking":
+            opening = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": piece}
+                      for piece in _halves(block["thinking"])]  # fmt: skip
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] == "redacted_thinking":
+            opening, deltas = dict(block), []
         else:
             opening = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": piece} for piece in _halves(block["text"])]

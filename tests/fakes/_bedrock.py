@@ -19,9 +19,11 @@ from botocore.credentials import Credentials
 
 from ._asgi import Receive, Reply, Scope, Send, json_reply
 from ._base import FakeProvider
+from ._bedrock_models import converse_model_problem
 from ._bedrock_rules import check_converse
 from ._bedrock_stream import EVENT_STREAM, converse_stream_frames
-from ._chat_reply import plan_turn
+from ._chat_reply import _example, plan_turn
+from ._claude_models import sign_thinking, thinking_on
 from ._recording import RecordedRequest
 from ._script import Error, Success, error
 
@@ -71,6 +73,12 @@ class BedrockFake(FakeProvider):
     `stop` are mapped to `tool_use` and `end_turn`). On `/converse-stream` the same reply
     comes as AWS event-stream frames (`converse_stream_frames`); script failures with
     `bedrock_stream(...)` and the frame builders of `_bedrock_stream`.
+
+    Model rules follow the URL's model (`converse_model_problem`: Claude's output limit,
+    sampling and thinking rules). A Claude model thinks when
+    `additionalModelRequestFields.thinking` is on (a signed reasoningContent block first),
+    an `outputConfig.textFormat` is answered with JSON of its schema, and the prompt prefix
+    up to the last cachePoint is written once (`cacheWriteInputTokens`), then read.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class BedrockFake(FakeProvider):
         self.tool_choices = tuple(tool_choices)
         self._raw_paths: dict[RecordedRequest, str] = {}
         self._served = 0
+        self._cached: set[str] = set()  # digests of prompt prefixes written to the cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope.get("path", "").encode()
@@ -122,6 +131,9 @@ class BedrockFake(FakeProvider):
         rejection = check_converse(record.json, tool_choices=self.tool_choices)
         if rejection is not None:
             return bedrock_reply(rejection.error_type, rejection.message)
+        problem = converse_model_problem(match["model"], record.json)
+        if problem is not None:
+            return bedrock_reply("ValidationException", problem)
         return None
 
     def _auth_problem(self, record: RecordedRequest, model_id: str) -> Reply | None:
@@ -192,7 +204,17 @@ class BedrockFake(FakeProvider):
         self._served += 1
         body: Mapping[str, Any] = record.json
         turn = plan_turn(_openai_view(body), directive, speaker=self.name, named_choice_stop=False)
+        text_format = (body.get("outputConfig") or {}).get("textFormat")
+        if text_format is not None and not turn.tool_calls and directive.content is None:
+            schema = json.loads(text_format["structure"]["jsonSchema"]["schema"])
+            turn = replace(turn, content=json.dumps(_example(schema)))
         content: list[dict[str, Any]] = []
+        thought = None
+        if thinking_on((body.get("additionalModelRequestFields") or {}).get("thinking")):
+            asked = _openai_view(body)["messages"]
+            thought = f"{self.name} thinks about: {asked[-1]['content'] if asked else ''}"
+            reasoning = {"text": thought, "signature": sign_thinking(thought)}
+            content.append({"reasoningContent": {"reasoningText": reasoning}})
         if turn.content:
             content.append({"text": turn.content})
         for call_id, name, arguments in turn.tool_calls:
@@ -210,14 +232,25 @@ class BedrockFake(FakeProvider):
         said = (turn.content or "") + "".join(arguments for _, _, arguments in turn.tool_calls)
         prompt, completion = max(1, len(record.body) // 4), max(1, len(said) // 4)
         stop_reason = stop.get(turn.finish_reason, turn.finish_reason)
-        usage = {"inputTokens": prompt, "outputTokens": completion,
-                 "totalTokens": prompt + completion, "cacheReadInputTokens": 0,
-                 "cacheWriteInputTokens": 0}  # fmt: skip
+        read = written = 0
+        prefix = _cached_prefix(record.path, body)
+        if prefix is not None:
+            digest, size = prefix
+            if digest in self._cached:
+                read = min(size, prompt)
+            else:
+                written = min(size, prompt)
+                self._cached.add(digest)
+        usage = {"inputTokens": prompt - read - written, "outputTokens": completion,
+                 "totalTokens": prompt + completion, "cacheReadInputTokens": read,
+                 "cacheWriteInputTokens": written}  # fmt: skip
         headers = (("x-amzn-requestid", _request_id(self.name, self._served)), *directive.headers)
         if record.path.endswith("/converse-stream"):
             ids = [block["toolUse"]["toolUseId"] for block in content if "toolUse" in block]
             calls = tuple((i, n, a) for i, (_, n, a) in zip(ids, turn.tool_calls, strict=True))
-            frames = converse_stream_frames(replace(turn, tool_calls=calls), stop_reason, usage)
+            frames = converse_stream_frames(
+                replace(turn, tool_calls=calls), stop_reason, usage, thought=thought
+            )
             return Reply(status=200, headers=headers, chunks=frames, content_type=EVENT_STREAM)
         reply = {
             "output": {"message": {"role": "assistant", "content": content}},
@@ -268,6 +301,19 @@ def _error_headers(error_type: str, message: str) -> tuple[tuple[str, str], ...]
         ("x-amzn-errortype", f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
         ("x-amzn-requestid", _request_id(error_type, len(message))),
     )
+
+
+def _cached_prefix(path: str, body: Mapping[str, Any]) -> tuple[str, int] | None:
+    """`(digest, tokens)` of the prompt up to its last cachePoint block, or None."""
+    sequence: list[Any] = [*((body.get("toolConfig") or {}).get("tools") or ())]
+    sequence += body.get("system") or []
+    for message in body["messages"]:
+        sequence += message["content"]
+    marks = [i for i, item in enumerate(sequence) if "cachePoint" in item]
+    if not marks:
+        return None
+    prefix = json.dumps([path, sequence[: marks[-1]]], sort_keys=True)
+    return hashlib.sha256(prefix.encode()).hexdigest(), max(1, len(prefix) // 4)
 
 
 def _openai_view(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -119,8 +119,9 @@ def _check_shape(value: Any, shape: Any, path: str, problems: list[str]) -> None
             _check_shape(item, shape.value, f"{path}.{key}", problems)
     elif kind in ("string", "blob"):
         _check_length(value, meta, path, problems)
-        if shape.enum and value not in shape.enum:
-            allowed = ", ".join(shape.enum)
+        enum = getattr(shape, "enum", None)  # blobs have none
+        if enum and value not in enum:
+            allowed = ", ".join(enum)
             problems.append(_value(value, path, f"Member must satisfy enum value set: [{allowed}]"))
         pattern = meta.get("pattern")
         if pattern and re.fullmatch(pattern, value) is None:

@@ -24,6 +24,7 @@ import anyio
 import msgspec
 
 from ._chat_reply import Turn
+from ._claude_models import sign_thinking
 from ._script import Stream, stream
 
 EVENT_STREAM: Final = "application/vnd.amazon.eventstream"
@@ -84,11 +85,23 @@ def bedrock_stream(*pieces: bytes | anyio.Event) -> Stream:
 
 
 def converse_stream_frames(
-    turn: Turn, stop_reason: str, usage: Mapping[str, int]
+    turn: Turn, stop_reason: str, usage: Mapping[str, int], *, thought: str | None = None
 ) -> tuple[bytes, ...]:
-    """The frames of a streamed `turn`: text and tool uses in halves, stop, then usage."""
+    """The frames of a streamed `turn`: its signed `thought` (reasoning text in halves, then
+    the signature), text and tool uses in halves, stop, then usage."""
     frames = [event_frame("messageStart", {"role": "assistant"})]
     block = 0
+    if thought is not None:
+        frames += [
+            event_frame("contentBlockDelta", {"contentBlockIndex": block,
+                                              "delta": {"reasoningContent": {"text": piece}}})
+            for piece in _halves(thought)
+        ]  # fmt: skip
+        signature = {"reasoningContent": {"signature": sign_thinking(thought)}}
+        frames.append(event_frame("contentBlockDelta", {"contentBlockIndex": block,
+                                                        "delta": signature}))  # fmt: skip
+        frames.append(event_frame("contentBlockStop", {"contentBlockIndex": block}))
+        block += 1
     if turn.content:
         frames += [bedrock_text_delta(piece, block) for piece in _halves(turn.content)]
         frames.append(event_frame("contentBlockStop", {"contentBlockIndex": block}))
