@@ -2,7 +2,8 @@
 
 Every provider of the adapter registry is built for a sample deployment and its
 table is rendered as Markdown: parameter -> sent / mapped to X / dropped. A test
-compares the README with this rendering, so the README says what the code does (`python -m actors.providers` prints it).
+compares the README with this rendering, so the README says what the code does
+(`python -m actors.providers` prints it).
 """
 
 from __future__ import annotations
