@@ -219,13 +219,19 @@ def _config(provider: str) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("provider", _BASES)
+# Streamed shapes leave out bedrock (a binary event stream) and azure (openai's parser).
+_CASES = [
+    (provider, shape)
+    for shape, (_, streamed) in SHAPES.items()
+    for provider in _BASES
+    if not (streamed and provider in ("bedrock", "azure"))
+]
+
+
+@pytest.mark.parametrize(("provider", "shape"), _CASES)
 async def test_no_provider_text_leaks_a_piece_of_the_key(provider: str, shape: str) -> None:
     """An upstream reflecting the key at any offset leaks none of it into attempt messages."""
-    make, streamed = SHAPES[shape]
-    if streamed and provider in ("bedrock", "azure"):
-        pytest.skip("binary event stream (bedrock) / same parser as openai (azure)")
+    make, _ = SHAPES[shape]
     offsets = iter(OFFSETS)
     texts: list[str] = []
 
