@@ -231,7 +231,7 @@ _CASES = [
 @pytest.mark.parametrize(("provider", "shape"), _CASES)
 async def test_no_provider_text_leaks_a_piece_of_the_key(provider: str, shape: str) -> None:
     """An upstream reflecting the key at any offset leaks none of it into attempt messages."""
-    make, _ = SHAPES[shape]
+    make, streamed = SHAPES[shape]
     offsets = iter(OFFSETS)
     texts: list[str] = []
 
