@@ -158,6 +158,14 @@ class Deployment(_Table, frozen=True):
     max_output_tokens: PositiveInt | None = None
     """Output budget sent when a request sets none (anthropic, bedrock); default: the model
     table's maximum output for `model`."""
+    input_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    """USD per million input tokens; with output_cost_per_mtok it replaces the model
+    table's price of `model` (see config/models.toml)."""
+    output_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    cached_input_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    """Input read from the prompt cache (unset: an answer with cached tokens has no cost)."""
+    cache_write_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    """Input written to the prompt cache (Anthropic, Bedrock)."""
     supports_tools: bool = True
     drop_params: bool = True
     headers: dict[str, str] = {}
@@ -190,6 +198,15 @@ class Deployment(_Table, frozen=True):
                 "max_output_tokens: only providers "
                 f"{', '.join(sorted(_OUTPUT_BUDGET_PROVIDERS))} use it, not {self.provider!r}"
             )
+        if (self.input_cost_per_mtok is None) != (self.output_cost_per_mtok is None):
+            raise ValueError(
+                "input_cost_per_mtok and output_cost_per_mtok: set both (the deployment's own "
+                "price) or neither (the model table's)"
+            )
+        if self.input_cost_per_mtok is None:
+            for key in ("cached_input_cost_per_mtok", "cache_write_cost_per_mtok"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: needs input_cost_per_mtok and output_cost_per_mtok")
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
             raise ValueError("api_base: expected an http:// or https:// URL")
 

@@ -209,7 +209,9 @@ def _chat(args: argparse.Namespace) -> int:
         print(f"[tool call] {call['function']['name']}({call['function']['arguments']})")
     deployment = response.headers.get("x-dispatcher-deployment")
     attempts = response.headers.get("x-dispatcher-attempts")
-    print(f"-- {deployment}, {attempts} attempt(s)", file=sys.stderr)
+    cost = response.headers.get("x-dispatcher-cost-usd")
+    priced = f", ${cost}" if cost is not None else ""
+    print(f"-- {deployment}, {attempts} attempt(s){priced}", file=sys.stderr)
     return 0
 
 
@@ -223,14 +225,24 @@ def _status(args: argparse.Namespace) -> int:
     rows = msgspec.json.decode(response.content)["data"]
     print(
         f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}"
+        f" {'cost (USD)':>12}"
     )
+    total = 0.0
     for row in rows:
+        cost = row.get("cost_usd")
+        total += cost or 0.0
         print(
             f"{row['name']:24} {row['group']:16} {row['state']:10} "
             f"{row['inbox_used']:>4}/{row['inbox_size']:<4} "
             f"{row['inflight']:>4}/{row['concurrency']:<4} "
-            f"{row['cooldown_remaining_s']:>8.1f}s"
+            f"{row['cooldown_remaining_s']:>8.1f}s "
+            + (f"{cost:>12.6f}" if cost is not None else f"{'no price':>12}")
         )
+    unpriced = sum(1 for row in rows if row.get("cost_usd") is None)
+    print(
+        f"cost since start: ${total:.6f}"
+        + (f" ({unpriced} deployment(s) without a price not counted)" if unpriced else "")
+    )
     print(jobs)
     return 0
 
