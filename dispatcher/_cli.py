@@ -13,11 +13,12 @@ import anyio
 import httpx
 import msgspec
 
-from config import Config, ConfigError, default_config_path, load_config
+from config import Config, ConfigError, default_config_path, load_config, parse_config
 
 from ._batch import submit_file
 from ._exceptions import DaemonError
 from ._jobs_cli import jobs_line, show_jobs
+from ._litellm import AnyEnvironment, LiteLLMConfigError, import_litellm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--concurrency", type=int, default=16, help="jobs awaited at once")
     submit.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
     submit.set_defaults(func=_submit)
+
+    port = sub.add_parser(
+        "import-litellm",
+        help="convert a LiteLLM proxy config.yaml to our TOML",
+        description="convert a LiteLLM proxy config.yaml to our TOML; every key that "
+        "cannot be carried over is listed with the reason",
+    )
+    port.add_argument("file", type=Path, help="LiteLLM config.yaml")
+    port.add_argument("-o", "--output", type=Path, help="write here (mode 0600; default: stdout)")
+    port.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    port.set_defaults(func=_import_litellm)
 
     jobs = command("jobs", "list the newest jobs, or show one")
     jobs.add_argument("id", nargs="?", help="a job id: show that job")
@@ -249,6 +261,45 @@ def _status(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     return submit_file(_socket_path(args), args.file, args.output, concurrency=args.concurrency)
+
+
+def _import_litellm(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        imported = import_litellm(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"dispatcher: {args.file}: cannot read: {exc}", file=sys.stderr)
+        return 1
+    except LiteLLMConfigError as exc:
+        print(f"dispatcher: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    toml = imported.toml(str(args.file))
+    # The result must load as it is (secrets from the environment are checked at `check`).
+    config = parse_config(toml, file="<imported>", env=AnyEnvironment())
+    if args.output is not None:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
+        try:
+            fd = os.open(args.output, flags, 0o600)
+        except FileExistsError:
+            print(f"dispatcher: {args.output} exists (--force to overwrite)", file=sys.stderr)
+            return 1
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(toml)
+    else:
+        sys.stdout.write(toml)
+    groups = config.groups()
+    report = [
+        f"{len(config.deployment)} deployment(s) in {len(groups)} group(s)"
+        + (f" written to {args.output}" if args.output is not None else "")
+    ]
+    if imported.skipped:
+        report.append(f"not carried over ({len(imported.skipped)}):")
+        report.extend(f"  {s.key}: {s.reason}" for s in imported.skipped)
+    report.extend(f"note: {note}" for note in imported.notes)
+    if args.output is not None:
+        report.append(f"next: dispatcher check --config {args.output}")
+    print("\n".join(report), file=sys.stderr)
+    return 0
 
 
 def _jobs(args: argparse.Namespace) -> int:
