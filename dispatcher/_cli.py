@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaemonError as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in a client command: no traceback
+        print("dispatcher: interrupted", file=sys.stderr)
+        return 130
     return code
 
 
