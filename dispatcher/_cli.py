@@ -13,7 +13,15 @@ import anyio
 import httpx
 import msgspec
 
-from config import Config, ConfigError, default_config_path, load_config, parse_config
+from config import (
+    Config,
+    ConfigError,
+    Deployment,
+    default_config_path,
+    deployment_price,
+    load_config,
+    parse_config,
+)
 
 from ._batch import submit_file
 from ._exceptions import DaemonError
@@ -178,7 +186,7 @@ def _check(args: argparse.Namespace) -> int:
                 + (f"region={dep.region} " if dep.region else "")
                 + f"weight={dep.weight:g} "
                 f"inbox={dep.inbox} concurrency={dep.concurrency} rpm={dep.rpm or '-'} "
-                f"tpm={dep.tpm or '-'} timeout_s={dep.timeout_s:g}"
+                f"tpm={dep.tpm or '-'} timeout_s={dep.timeout_s:g} price={_price(dep)}"
             )
     for name, table in (
         ("context_window_fallbacks", router.context_window_fallbacks),
@@ -188,6 +196,15 @@ def _check(args: argparse.Namespace) -> int:
             out.append(f"{name}: {group} -> {', '.join(chain_)}")
     print("\n".join(out))
     return 0
+
+
+def _price(dep: Deployment) -> str:
+    """Where a deployment's cost comes from, for `check` (none: its cost is not reported)."""
+    price = deployment_price(dep)
+    if price is None:
+        return "none"
+    rates = f"{price.input:g}/{price.output:g} per Mtok"
+    return f"{rates} ({'deployment' if dep.input_cost_per_mtok is not None else 'model table'})"
 
 
 # -- socket clients -------------------------------------------------------------

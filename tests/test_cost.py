@@ -308,3 +308,14 @@ async def test_table_price_end_to_end_with_the_sdk(tmp_path: Path) -> None:
     assert body.usage is not None
     expected = (body.usage.prompt_tokens * 0.15 + body.usage.completion_tokens * 0.6) / 1e6
     assert float(response.headers["x-dispatcher-cost-usd"]) == pytest.approx(expected)
+
+
+def test_check_shows_where_each_price_comes_from(capsys: pytest.CaptureFixture[str]) -> None:
+    """`dispatcher check` names each deployment's price and its origin, or none."""
+    from config import default_config_path
+    from dispatcher._cli import main
+
+    assert main(["check", "--config", str(default_config_path())]) == 0
+    out = capsys.readouterr().out
+    assert "mock-mini-a: " in out and "price=0.15/0.6 per Mtok (deployment)" in out
+    assert out.splitlines()[-1].endswith("price=none")  # mock-flaky: no price, no cost
