@@ -11,7 +11,15 @@ import openai
 import pytest
 
 from actors import Usage, call_decoder, format_cost, usage_cost
-from config import ConfigError, Price, deployment_price, model_table, parse_config
+from config import (
+    ConfigError,
+    Price,
+    default_config_path,
+    deployment_price,
+    model_table,
+    parse_config,
+)
+from dispatcher._cli import main
 
 from .fakes import OpenAIFake, serve_app
 from .helpers import chat_json, completion, running_daemon, stack, uds_client
@@ -312,9 +320,6 @@ async def test_table_price_end_to_end_with_the_sdk(tmp_path: Path) -> None:
 
 def test_check_shows_where_each_price_comes_from(capsys: pytest.CaptureFixture[str]) -> None:
     """`dispatcher check` names each deployment's price and its origin, or none."""
-    from config import default_config_path
-    from dispatcher._cli import main
-
     assert main(["check", "--config", str(default_config_path())]) == 0
     out = capsys.readouterr().out
     assert "mock-mini-a: " in out and "price=0.15/0.6 per Mtok (deployment)" in out
