@@ -21,6 +21,7 @@ from ._chat import (
     encoder,
     request_decoder,
 )
+from ._cost import format_cost, usage_cost
 from ._deployment import DeploymentActor, DeploymentStatistics
 from ._exceptions import (
     CoolingDown,
@@ -80,6 +81,8 @@ __all__ = [
     "completion_decoder",
     "encoder",
     "estimate_tokens",
+    "format_cost",
     "request_decoder",
     "text_tokens",
+    "usage_cost",
 ]

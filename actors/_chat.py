@@ -380,6 +380,9 @@ class Usage(_Lenient, frozen=True):
     total_tokens: int = 0
     prompt_tokens_details: dict[str, Any] | UnsetType | None = UNSET
     completion_tokens_details: dict[str, Any] | UnsetType | None = UNSET
+    cost_usd: float | UnsetType = UNSET
+    """Our extension: what the answer cost, set by the actor from its price (see
+    actors/_cost.py); any value an upstream sent under this name is replaced or removed."""
 
 
 class ChatCompletion(_Lenient, frozen=True):

@@ -21,9 +21,10 @@ import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from config import CooldownConfig, Deployment
+from config import CooldownConfig, Deployment, deployment_price
 
-from ._chat import ChatRequest, Usage, request_decoder
+from ._chat import ChatCompletionChunk, ChatRequest, Usage, request_decoder
+from ._cost import priced_chunk, priced_completion, usage_cost
 from ._exceptions import (
     CoolingDown,
     ErrorClass,
@@ -81,6 +82,8 @@ class DeploymentActor:
         self.name = spec.name
         self.group = spec.group
         self.adapter: Adapter = adapter_for(spec)
+        self.price = deployment_price(spec)
+        """What this deployment's answers cost (None: unknown, no cost is reported)."""
         self._transport = transport
         # The inbox exists while `run` does (a constructor holds no resources).
         self._send: MemoryObjectSendStream[Attempt] | None = None
@@ -248,11 +251,14 @@ class DeploymentActor:
             completion = self.adapter.parse(
                 response.status_code, response.headers, response.content
             )
+            cost = usage_cost(self.price, completion.usage or None)
+            completion = priced_completion(completion, cost)
             return Success(
                 response=completion,
                 latency_s=monotonic() - start,
                 usage=completion.usage or None,
                 dropped_params=http.dropped_params,
+                cost_usd=cost,
             )
         raise self.adapter.classify(response.status_code, response.headers, response.content)
 
@@ -294,6 +300,7 @@ class DeploymentActor:
                         await chunks.send(exc.partial)  # type: ignore[arg-type]
                     raise
                 if batch:
+                    batch = self._priced(batch)
                     for chunk in batch:
                         usage = chunk.usage or usage
                         started = started or chunk.has_content()
@@ -308,7 +315,7 @@ class DeploymentActor:
                     # does not yield, and the deadline could not interrupt the loop.
                     await anyio.lowlevel.checkpoint()
             scope.deadline = budget_end
-            batch = tuple(parser.close())
+            batch = self._priced(tuple(parser.close()))
             if batch:
                 usage = next((c.usage for c in reversed(batch) if c.usage), usage)
                 await chunks.send(batch)
@@ -328,6 +335,16 @@ class DeploymentActor:
             usage=usage,
             latency_s=monotonic() - start,
             dropped_params=http.dropped_params,
+            cost_usd=usage_cost(self.price, usage),
+        )
+
+    def _priced(self, batch: tuple[ChatCompletionChunk, ...]) -> tuple[ChatCompletionChunk, ...]:
+        """`batch` with the cost of each usage it carries (usage is cumulative: the last
+        usage chunk of the stream carries the answer's cost)."""
+        if not any(chunk.usage for chunk in batch):
+            return batch
+        return tuple(
+            priced_chunk(chunk, usage_cost(self.price, chunk.usage or None)) for chunk in batch
         )
 
     def _failure(self, exc: ProviderError, start: float) -> Failure:

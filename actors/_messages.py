@@ -26,6 +26,8 @@ class Success(Struct, frozen=True, kw_only=True):
     latency_s: float
     usage: Usage | None = None
     dropped_params: tuple[str, ...] = ()
+    cost_usd: float | None = None
+    """What the answer cost, from `usage` and the deployment's price; None: unknown."""
 
 
 class Failure(Struct, frozen=True, kw_only=True):

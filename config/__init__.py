@@ -2,7 +2,15 @@
 
 from ._exceptions import ConfigError
 from ._load import default_config_path, load_config, parse_config
-from ._models import ModelInfo, ModelTable, model_info, model_table, parse_model_table
+from ._models import (
+    ModelInfo,
+    ModelTable,
+    deployment_price,
+    model_info,
+    model_table,
+    parse_model_table,
+)
+from ._prices import Price, Rates
 from ._schema import (
     Config,
     CooldownConfig,
@@ -23,10 +31,13 @@ __all__ = [
     "JobsConfig",
     "ModelInfo",
     "ModelTable",
+    "Price",
+    "Rates",
     "RouterConfig",
     "Secret",
     "ServerConfig",
     "default_config_path",
+    "deployment_price",
     "is_loopback_host",
     "load_config",
     "model_info",

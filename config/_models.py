@@ -25,6 +25,9 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from ._prices import Price
+from ._schema import Deployment
+
 Thinking = Literal["none", "budget", "adaptive", "adaptive-only"]
 Sampling = Literal["both", "one", "none"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -52,6 +55,24 @@ class ModelInfo(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     effort: tuple[Effort, ...] = ()
     sampling: Sampling = "both"
     structured_outputs: bool = False
+    price: tuple[Price, ...] = ()
+    """The model's prices, each for some providers (and maybe some of the row's ids)."""
+
+    def __post_init__(self) -> None:
+        for index, price in enumerate(self.price):
+            for key in ("providers", "source", "date"):
+                if not getattr(price, key):
+                    raise ValueError(f"{self.id}: price[{index}].{key} is required")
+
+    def price_for(self, provider: str, model_id: str) -> Price | None:
+        """The first price of this row for `provider` whose `match` takes `model_id`."""
+        name = normalise(model_id)
+        for price in self.price:
+            if provider in price.providers and (
+                not price.match or any(fnmatch.fnmatchcase(name, p) for p in price.match)
+            ):
+                return price
+        return None
 
     def default_output(self, *, streaming: bool) -> int:
         """The output budget to send when a request sets none."""
@@ -101,3 +122,18 @@ def model_table() -> ModelTable:
 def model_info(model_id: str) -> ModelInfo:
     """The shipped table's row for `model_id`."""
     return model_table().lookup(model_id)
+
+
+def deployment_price(spec: Deployment, table: ModelTable | None = None) -> Price | None:
+    """What `spec`'s answers cost: its own `*_cost_per_mtok` keys, else the model table's
+    price of its model for its provider, else None (unknown: no cost is reported)."""
+    if spec.input_cost_per_mtok is not None and spec.output_cost_per_mtok is not None:
+        return Price(
+            input=spec.input_cost_per_mtok,
+            output=spec.output_cost_per_mtok,
+            cached_input=spec.cached_input_cost_per_mtok,
+            cache_write=spec.cache_write_cost_per_mtok,
+            source=f"deployment {spec.name!r} (*_cost_per_mtok)",
+        )
+    row = (table or model_table()).lookup(spec.model)
+    return row.price_for(spec.provider, spec.model)

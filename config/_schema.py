@@ -30,7 +30,24 @@ HostName = Annotated[
 ]
 
 MIN_API_KEY_LENGTH: Final = 16
-MOCK_KNOBS: Final = ("latency_ms", "reply", "fail_status", "fail_times", "hang")
+MOCK_KNOBS: Final = (
+    "latency_ms",
+    "reply",
+    "fail_status",
+    "fail_times",
+    "hang",
+    "fault",
+    "retry_after_s",
+)
+MockFault = Literal[
+    "context_window",
+    "content_policy",
+    "rate_limited",
+    "stall_before_first_token",
+    "stall_after_first_token",
+    "keepalive_only",
+]
+"""Fault drills of the mock provider (see `Deployment.fault`)."""
 _OUTPUT_BUDGET_PROVIDERS: Final = frozenset({"anthropic", "bedrock"})
 """Providers whose adapter sends a default output budget (Deployment.max_output_tokens)."""
 
@@ -158,6 +175,14 @@ class Deployment(_Table, frozen=True):
     max_output_tokens: PositiveInt | None = None
     """Output budget sent when a request sets none (anthropic, bedrock); default: the model
     table's maximum output for `model`."""
+    input_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    """USD per million input tokens; with output_cost_per_mtok it replaces the model
+    table's price of `model` (see config/models.toml)."""
+    output_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    cached_input_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    """Input read from the prompt cache (unset: an answer with cached tokens has no cost)."""
+    cache_write_cost_per_mtok: Annotated[float, Meta(ge=0.0, le=100_000.0)] | None = None
+    """Input written to the prompt cache (Anthropic, Bedrock)."""
     supports_tools: bool = True
     drop_params: bool = True
     headers: dict[str, str] = {}
@@ -167,14 +192,30 @@ class Deployment(_Table, frozen=True):
     reply: str | None = None
     fail_status: Annotated[int, Meta(ge=400, le=599)] | None = None
     fail_times: NonNegativeInt = 0
-    """With fail_status: fail the first N attempts (0: every attempt)."""
+    """With fail_status or fault: fail the first N attempts (0: every attempt)."""
     hang: bool = False
+    fault: MockFault | None = None
+    """A fault drill: "context_window" and "content_policy" answer OpenAI's 400 of that
+    kind; "rate_limited" a 429 with Retry-After: retry_after_s; streamed requests
+    "stall_before_first_token" (the role chunk, then nothing), "stall_after_first_token"
+    (the first word, then nothing) or get "keepalive_only" (`: keep-alive` comments,
+    never a token). A stalling fault holds a non-streamed request unanswered."""
+    retry_after_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
+    """With fault = "rate_limited" or fail_status 429/503: the Retry-After sent (default 1)."""
 
     def __post_init__(self) -> None:
         if self.provider != "mock":
             for knob in MOCK_KNOBS:
                 if getattr(self, knob) != getattr(_MOCK_DEFAULTS, knob):
                     raise ValueError(f"{knob}: a knob of provider 'mock', not {self.provider!r}")
+        if self.fault is not None and self.fail_status is not None:
+            raise ValueError("fault: one failure at a time (fail_status is set too)")
+        if self.retry_after_s is not None and not (
+            self.fault == "rate_limited" or self.fail_status in (429, 503)
+        ):
+            raise ValueError(
+                'retry_after_s: only with fault = "rate_limited" or fail_status 429/503'
+            )
         if self.provider == "azure" and not self.api_base:
             raise ValueError(
                 "api_base: provider 'azure' needs it (https://RESOURCE.openai.azure.com)"
@@ -190,6 +231,15 @@ class Deployment(_Table, frozen=True):
                 "max_output_tokens: only providers "
                 f"{', '.join(sorted(_OUTPUT_BUDGET_PROVIDERS))} use it, not {self.provider!r}"
             )
+        if (self.input_cost_per_mtok is None) != (self.output_cost_per_mtok is None):
+            raise ValueError(
+                "input_cost_per_mtok and output_cost_per_mtok: set both (the deployment's own "
+                "price) or neither (the model table's)"
+            )
+        if self.input_cost_per_mtok is None:
+            for key in ("cached_input_cost_per_mtok", "cache_write_cost_per_mtok"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: needs input_cost_per_mtok and output_cost_per_mtok")
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
             raise ValueError("api_base: expected an http:// or https:// URL")
 
@@ -200,6 +250,8 @@ class _MockDefaults(Struct, frozen=True):
     fail_status: int | None = None
     fail_times: int = 0
     hang: bool = False
+    fault: str | None = None
+    retry_after_s: float | None = None
 
 
 _MOCK_DEFAULTS: Final = _MockDefaults()

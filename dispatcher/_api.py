@@ -16,7 +16,7 @@ import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from actors import BreakerState, ChatCall, call_decoder, encoder
+from actors import BreakerState, ChatCall, call_decoder, encoder, format_cost
 
 from ._bodies import check_nesting, decode_body, require_json
 from ._errors import error_answer, simple_error
@@ -139,6 +139,8 @@ class Api:
         ]
         if result.dropped_params:
             headers.append(("x-dispatcher-dropped-params", ",".join(result.dropped_params)))
+        if result.cost_usd is not None:
+            headers.append(("x-dispatcher-cost-usd", format_cost(result.cost_usd)))
         self.metrics.overhead(time.perf_counter() - started - result.waited_s)
         await _respond(send, 200, payload, headers)
 
@@ -173,9 +175,14 @@ class Api:
             await _respond(send, 200, b'{"status":"ready"}')
 
     async def _deployments(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics
         stats = [
-            actor.statistics()
-            for members in self.supervisor.router.groups.values()
+            {
+                **msgspec.structs.asdict(actor.statistics()),
+                # None: the deployment has no price, so its answers have no cost.
+                "cost_usd": None if actor.price is None else metrics.cost_usd(group, actor.name),
+            }
+            for group, members in self.supervisor.router.groups.items()
             for actor in members
         ]
         await _respond(send, 200, msgspec.json.encode({"object": "list", "data": stats}))

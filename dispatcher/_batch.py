@@ -19,10 +19,15 @@ submitting them twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, Annotated, Any, Final
 
@@ -30,6 +35,7 @@ import anyio
 import httpx
 import msgspec
 from msgspec import Meta
+from tqdm import tqdm
 
 from ._exceptions import DaemonError
 
@@ -280,64 +286,174 @@ def _message(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
-class ProgressLine:
-    """A progress bar on a terminal; a line every 10% otherwise."""
+class BatchBar:
+    """Progress with rate and ETA through tqdm: a bar on a terminal, a line every 10%
+    (with the same numbers) in a log. Call it with each `BatchProgress`; `close()` at the end.
+
+    tqdm rather than rich: it is one small pure-Python package with no dependencies of
+    its own, made for exactly this (a counter with rate and ETA that degrades to a log
+    file), where rich would bring a whole terminal-rendering stack for one bar.
+    """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
-        self._shown = -1
+        self._bar: tqdm[Any] | None = None
+        self._failed = -1
 
     def __call__(self, state: BatchProgress) -> None:
-        total = state.total
-        finished = state.done + state.skipped
-        share = finished / total if total else 1.0
-        if self._tty:
-            bar = "#" * int(share * 30)
-            self._stream.write(
-                f"\r[{bar:<30}] {finished}/{total} ({state.failed} failed, "
-                f"{state.skipped} already done)"
-            )
-            if finished == total:
-                self._stream.write("\n")
-        elif int(share * 10) != self._shown:
-            self._shown = int(share * 10)
-            self._stream.write(f"{finished}/{total} lines done ({state.failed} failed)\n")
+        bar = self._bar
+        if bar is None:
+            bar = self._bar = self._open(state)
+        if state.failed != self._failed:
+            self._failed = state.failed
+            bar.set_postfix_str(f"{state.failed} failed, {state.skipped} already done", False)
+        bar.update(state.done + state.skipped - bar.n)
+
+    def _open(self, state: BatchProgress) -> tqdm[Any]:
+        common: dict[str, Any] = {
+            "total": state.total,
+            "initial": state.skipped,
+            "unit": "line",
+            "smoothing": 0.1,
+        }
+        if self._stream.isatty():
+            return tqdm(file=self._stream, desc="batch", dynamic_ncols=True, **common)
+        # Not a terminal: a plain line every tenth of the file, never a carriage return.
+        return tqdm(
+            file=_Lines(self._stream),
+            bar_format="{n}/{total} lines done{postfix} [{elapsed}<{remaining}, {rate_fmt}]",
+            miniters=max(state.total // 10, 1),
+            mininterval=0.0,
+            maxinterval=math.inf,
+            **common,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class _Lines:
+    """A file for tqdm that turns its in-place redraws into whole lines (for logs)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._last = ""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line and line != self._last:
+            self._last = line
+            self._stream.write(line + "\n")
+
+    def flush(self) -> None:
         self._stream.flush()
 
 
 def submit_file(
     socket_path: Path, input_path: Path, output_path: Path | None, *, concurrency: int
 ) -> int:
-    """The `dispatcher submit` command: run the file, print where the output is."""
+    """The `dispatcher submit` command: run the file, print where the output is.
+
+    Ctrl-C (SIGINT) cancels the run: the lines written so far stay, the command says how
+    to resume and exits 130, without a traceback (later Ctrl-Cs while it stops are
+    ignored)."""
     output_path = output_path or default_output(input_path)
     if not input_path.is_file():
         raise DaemonError(f"{input_path}: no such file")
+    bar = BatchBar()
 
-    async def main() -> BatchProgress:
+    async def main() -> BatchProgress | None:
         transport = httpx.AsyncHTTPTransport(
             uds=os.fspath(socket_path),
             limits=httpx.Limits(max_connections=concurrency + 4),
         )
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://dispatcher", timeout=None
-        ) as http:
-            return await run_batch(
-                input_path, output_path, http, concurrency=concurrency, progress=ProgressLine()
-            )
+        async with (
+            _interruptible() as interrupted,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://dispatcher", timeout=None
+            ) as http,
+        ):
+            with interrupted.scope:
+                return await run_batch(
+                    input_path, output_path, http, concurrency=concurrency, progress=bar
+                )
+        return None
 
     try:
         state = anyio.run(main)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: run the same command again to resume ({output_path})", file=sys.stderr
-        )
+    except KeyboardInterrupt:  # a SIGINT before the loop watched for it, or in a thread
+        state = None
+    finally:
+        bar.close()
+    if state is None:
+        print(f"interrupted: run the same command again to resume ({output_path})", file=sys.stderr)
         return 130
     print(
         f"{output_path}: {state.done} lines written ({state.failed} failed), "
         f"{state.skipped} already there, {state.total} in {input_path}"
     )
     return 0
+
+
+class _Interrupt:
+    """The cancel scope a SIGINT cancels."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+
+
+@contextlib.asynccontextmanager
+async def _interruptible() -> AsyncIterator[_Interrupt]:
+    """SIGINT cancels the run's scope; further SIGINTs while it stops are ignored.
+
+    The signal is taken from the event loop (so it never lands as a KeyboardInterrupt in
+    the middle of a write or of the loop's own machinery). Signals can only be watched
+    from the main thread; elsewhere (the CLI called from a thread) Ctrl-C is the caller's.
+    """
+    interrupt = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+    asyncio.get_running_loop().set_exception_handler(_drop_cancelled_wakeups)
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                async for _ in signals:
+                    interrupt.scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                yield interrupt
+            finally:
+                tg.cancel_scope.cancel()
+    if interrupt.scope.cancel_called:
+        # SIGINT has its default handler again: the command is about to exit 130, so a
+        # further Ctrl-C must not land as a KeyboardInterrupt in the event loop's teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _drop_cancelled_wakeups(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler during `submit`: drops one harmless race, logs the rest.
+
+    anyio's Unix socket streams (4.16, asyncio) wait for data with
+    `loop.add_reader(sock, future.set_result, None)` and remove that reader from the
+    future's done-callback, which runs a loop iteration later. A read cancelled by Ctrl-C
+    in the iteration its data arrives gets `set_result` on a cancelled future, and asyncio
+    prints "Exception in callback Future.set_result(None)" with a traceback (the
+    traceback users saw on Ctrl-C). A result for a future nobody waits for any more is
+    dropped here; any other error goes to asyncio's default handler.
+    """
+    handle = context.get("handle")
+    target = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if (
+        isinstance(context.get("exception"), asyncio.InvalidStateError)
+        and isinstance(target, asyncio.Future)
+        and target.cancelled()
+    ):
+        return
+    loop.default_exception_handler(context)
 
 
 def _first(group: BaseExceptionGroup[BaseException], kind: type[DaemonError]) -> DaemonError | None:

@@ -13,11 +13,20 @@ import anyio
 import httpx
 import msgspec
 
-from config import Config, ConfigError, default_config_path, load_config
+from config import (
+    Config,
+    ConfigError,
+    Deployment,
+    default_config_path,
+    deployment_price,
+    load_config,
+    parse_config,
+)
 
 from ._batch import submit_file
 from ._exceptions import DaemonError
 from ._jobs_cli import jobs_line, show_jobs
+from ._litellm import AnyEnvironment, LiteLLMConfigError, import_litellm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaemonError as exc:
         print(f"dispatcher: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in a client command: no traceback
+        print("dispatcher: interrupted", file=sys.stderr)
+        return 130
     return code
 
 
@@ -71,6 +83,17 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--concurrency", type=int, default=16, help="jobs awaited at once")
     submit.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
     submit.set_defaults(func=_submit)
+
+    port = sub.add_parser(
+        "import-litellm",
+        help="convert a LiteLLM proxy config.yaml to our TOML",
+        description="convert a LiteLLM proxy config.yaml to our TOML; every key that "
+        "cannot be carried over is listed with the reason",
+    )
+    port.add_argument("file", type=Path, help="LiteLLM config.yaml")
+    port.add_argument("-o", "--output", type=Path, help="write here (mode 0600; default: stdout)")
+    port.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    port.set_defaults(func=_import_litellm)
 
     jobs = command("jobs", "list the newest jobs, or show one")
     jobs.add_argument("id", nargs="?", help="a job id: show that job")
@@ -163,7 +186,7 @@ def _check(args: argparse.Namespace) -> int:
                 + (f"region={dep.region} " if dep.region else "")
                 + f"weight={dep.weight:g} "
                 f"inbox={dep.inbox} concurrency={dep.concurrency} rpm={dep.rpm or '-'} "
-                f"tpm={dep.tpm or '-'} timeout_s={dep.timeout_s:g}"
+                f"tpm={dep.tpm or '-'} timeout_s={dep.timeout_s:g} price={_price(dep)}"
             )
     for name, table in (
         ("context_window_fallbacks", router.context_window_fallbacks),
@@ -173,6 +196,15 @@ def _check(args: argparse.Namespace) -> int:
             out.append(f"{name}: {group} -> {', '.join(chain_)}")
     print("\n".join(out))
     return 0
+
+
+def _price(dep: Deployment) -> str:
+    """Where a deployment's cost comes from, for `check` (none: its cost is not reported)."""
+    price = deployment_price(dep)
+    if price is None:
+        return "none"
+    rates = f"{price.input:g}/{price.output:g} per Mtok"
+    return f"{rates} ({'deployment' if dep.input_cost_per_mtok is not None else 'model table'})"
 
 
 # -- socket clients -------------------------------------------------------------
@@ -209,7 +241,9 @@ def _chat(args: argparse.Namespace) -> int:
         print(f"[tool call] {call['function']['name']}({call['function']['arguments']})")
     deployment = response.headers.get("x-dispatcher-deployment")
     attempts = response.headers.get("x-dispatcher-attempts")
-    print(f"-- {deployment}, {attempts} attempt(s)", file=sys.stderr)
+    cost = response.headers.get("x-dispatcher-cost-usd")
+    priced = f", ${cost}" if cost is not None else ""
+    print(f"-- {deployment}, {attempts} attempt(s){priced}", file=sys.stderr)
     return 0
 
 
@@ -223,20 +257,69 @@ def _status(args: argparse.Namespace) -> int:
     rows = msgspec.json.decode(response.content)["data"]
     print(
         f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}"
+        f" {'cost (USD)':>12}"
     )
+    total = 0.0
     for row in rows:
+        cost = row.get("cost_usd")
+        total += cost or 0.0
         print(
             f"{row['name']:24} {row['group']:16} {row['state']:10} "
             f"{row['inbox_used']:>4}/{row['inbox_size']:<4} "
             f"{row['inflight']:>4}/{row['concurrency']:<4} "
-            f"{row['cooldown_remaining_s']:>8.1f}s"
+            f"{row['cooldown_remaining_s']:>8.1f}s "
+            + (f"{cost:>12.6f}" if cost is not None else f"{'no price':>12}")
         )
+    unpriced = sum(1 for row in rows if row.get("cost_usd") is None)
+    print(
+        f"cost since start: ${total:.6f}"
+        + (f" ({unpriced} deployment(s) without a price not counted)" if unpriced else "")
+    )
     print(jobs)
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
     return submit_file(_socket_path(args), args.file, args.output, concurrency=args.concurrency)
+
+
+def _import_litellm(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        imported = import_litellm(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"dispatcher: {args.file}: cannot read: {exc}", file=sys.stderr)
+        return 1
+    except LiteLLMConfigError as exc:
+        print(f"dispatcher: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    toml = imported.toml(str(args.file))
+    # The result must load as it is (secrets from the environment are checked at `check`).
+    config = parse_config(toml, file="<imported>", env=AnyEnvironment())
+    if args.output is not None:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
+        try:
+            fd = os.open(args.output, flags, 0o600)
+        except FileExistsError:
+            print(f"dispatcher: {args.output} exists (--force to overwrite)", file=sys.stderr)
+            return 1
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(toml)
+    else:
+        sys.stdout.write(toml)
+    groups = config.groups()
+    report = [
+        f"{len(config.deployment)} deployment(s) in {len(groups)} group(s)"
+        + (f" written to {args.output}" if args.output is not None else "")
+    ]
+    if imported.skipped:
+        report.append(f"not carried over ({len(imported.skipped)}):")
+        report.extend(f"  {s.key}: {s.reason}" for s in imported.skipped)
+    report.extend(f"note: {note}" for note in imported.notes)
+    if args.output is not None:
+        report.append(f"next: dispatcher check --config {args.output}")
+    print("\n".join(report), file=sys.stderr)
+    return 0
 
 
 def _jobs(args: argparse.Namespace) -> int:

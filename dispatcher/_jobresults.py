@@ -24,20 +24,24 @@ from ._supervisor import Dispatched
 _encoder: Final = msgspec.json.Encoder()
 
 
-class JobAttempt(msgspec.Struct, frozen=True):
-    """One attempt as a job reports it."""
+class JobAttempt(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One attempt as a job reports it (the one that answered: with its cost, when known)."""
 
     deployment: str
     outcome: str
     status: int | None
     latency_ms: float
+    cost_usd: float | None = None
 
 
 def succeeded(done: Dispatched) -> JobOutcome:
+    attempts = [_attempt(r) for r in done.attempts]
+    if attempts and done.cost_usd is not None:
+        attempts[-1] = msgspec.structs.replace(attempts[-1], cost_usd=done.cost_usd)
     return JobOutcome(
         status="succeeded",
         finished_at=time.time(),
-        attempts=_attempts(done.attempts),
+        attempts=_encoder.encode(attempts),
         result=encoder.encode(done.response),
     )
 
@@ -73,6 +77,8 @@ def outcome_label(exc: DispatchError) -> str:
 
 
 def _attempts(records: tuple[AttemptRecord, ...]) -> bytes:
-    return _encoder.encode(
-        [JobAttempt(r.deployment, r.outcome, r.status, r.latency_ms) for r in records]
-    )
+    return _encoder.encode([_attempt(r) for r in records])
+
+
+def _attempt(record: AttemptRecord) -> JobAttempt:
+    return JobAttempt(record.deployment, record.outcome, record.status, record.latency_ms)

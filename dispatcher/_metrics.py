@@ -116,6 +116,13 @@ class Metrics:
             ["group", "deployment", "kind"],
             registry=registry,
         )
+        self._cost = Counter(
+            p + "cost_usd_total",
+            "USD spent on answers, from their usage and the deployment's price "
+            "(answers of unknown cost are not counted)",
+            ["group", "deployment"],
+            registry=registry,
+        )
         self._rejected = Counter(
             p + "rejected_total",
             "Requests refused before any attempt",
@@ -162,6 +169,13 @@ class Metrics:
         if usage:
             self._child(self._tokens, group, deployment, "prompt").inc(usage.prompt_tokens)
             self._child(self._tokens, group, deployment, "completion").inc(usage.completion_tokens)
+        if outcome.cost_usd is not None:
+            self._child(self._cost, group, deployment).inc(outcome.cost_usd)
+
+    def cost_usd(self, group: str, deployment: str) -> float:
+        """USD counted for `deployment` so far (the `status` view)."""
+        labels = {"group": group, "deployment": deployment}
+        return self.registry.get_sample_value("dispatcher_cost_usd_total", labels) or 0.0
 
     def first_token(self, group: str, deployment: str, seconds: float) -> None:
         self._child(self.time_to_first_token, group, deployment).observe(seconds)

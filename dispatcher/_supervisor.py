@@ -79,6 +79,8 @@ class Dispatched(msgspec.Struct, frozen=True, kw_only=True):
     waited_s: float
     """Time spent waiting on providers and retry backoff (the rest is our own overhead)."""
     dropped_params: tuple[str, ...] = ()
+    cost_usd: float | None = None
+    """What the answer cost (None: unknown, the deployment has no price)."""
 
 
 def jittered_backoff(base_s: float, cap_s: float) -> Callable[[int], float]:
@@ -221,6 +223,7 @@ class Supervisor:
                             attempts=tuple(records),
                             waited_s=waited,
                             dropped_params=outcome.dropped_params,
+                            cost_usd=outcome.cost_usd,
                         )
                     last = outcome
                     logger.info(

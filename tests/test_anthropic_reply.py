@@ -96,9 +96,34 @@ def test_message_to_completion(
                 "prompt_tokens": 1110,
                 "completion_tokens": 5,
                 "total_tokens": 1115,
-                "prompt_tokens_details": {"cached_tokens": 1000},
+                "prompt_tokens_details": {"cached_tokens": 1000, "cache_creation_tokens": 100},
             },
             id="cache-counts-as-prompt",
+        ),
+        pytest.param(
+            {
+                **USAGE,
+                "cache_creation_input_tokens": 300,
+                "cache_read_input_tokens": 0,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": 100,
+                    "ephemeral_1h_input_tokens": 200,
+                },
+            },
+            {
+                "prompt_tokens": 310,
+                "completion_tokens": 5,
+                "total_tokens": 315,
+                "prompt_tokens_details": {
+                    "cached_tokens": 0,
+                    "cache_creation_tokens": 300,
+                    "cache_creation_token_details": {
+                        "ephemeral_5m_input_tokens": 100,
+                        "ephemeral_1h_input_tokens": 200,
+                    },
+                },
+            },
+            id="cache-writes-by-lifetime",
         ),
     ],
 )

@@ -51,7 +51,7 @@ def test_cache_tokens_count_as_prompt_tokens() -> None:
     usage = ADAPTER.parse(200, {}, body).usage
     assert isinstance(usage, Usage)
     assert (usage.prompt_tokens, usage.total_tokens) == (522, 560)
-    assert usage.prompt_tokens_details == {"cached_tokens": 100}
+    assert usage.prompt_tokens_details == {"cached_tokens": 100, "cache_creation_tokens": 10}
 
 
 def test_reasoning_blocks_are_not_text() -> None:

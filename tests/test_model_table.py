@@ -31,7 +31,9 @@ from .fakes._claude_models import claude_model
         pytest.param("claude-opus-5-5", "claude-opus-5", 128000, id="opus-5-5"),
         pytest.param("Claude-Haiku-4-5", "claude-haiku-4-5", 64000, id="case"),
         pytest.param("claude-next-9", "claude", 4096, id="unknown-claude"),
-        pytest.param("gpt-4o", "unknown", 4096, id="unknown"),
+        pytest.param("gpt-4o-2024-08-06", "gpt-4o", 16384, id="openai-dated"),
+        pytest.param("gpt-4o-mini", "gpt-4o-mini", 16384, id="openai-longest-pattern"),
+        pytest.param("llama-3-70b", "unknown", 4096, id="unknown"),
         pytest.param("amazon.nova-pro-v1:0", "unknown", 4096, id="unknown-bedrock"),
     ],
 )  # fmt: skip
@@ -44,7 +46,7 @@ def test_ids_resolve_to_their_row(model_id: str, row: str, max_output: int) -> N
 def test_every_claude_row_agrees_with_what_the_fakes_enforce() -> None:
     """Each Claude row's limits and rules match the strict fakes' independent rules."""
     for row in model_table().model:
-        if row.id == "claude":
+        if row.id == "claude" or row.family != "claude":
             continue  # the catch-all: any Claude model takes its conservative rules
         for pattern in row.match:
             model_id = pattern.rstrip("*") + ("-20250101" if pattern.endswith("*") else "")

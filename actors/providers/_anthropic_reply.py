@@ -70,6 +70,13 @@ class _Block(Struct, frozen=True):
     data: str | None = None
 
 
+class CacheCreation(Struct, frozen=True):
+    """`usage.cache_creation`: the cache writes by lifetime (they are priced apart)."""
+
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
 class AnthropicUsage(Struct, frozen=True):
     """`usage` (read with `decode_tolerant`: a `null` count is a missing one, 0)."""
 
@@ -77,6 +84,7 @@ class AnthropicUsage(Struct, frozen=True):
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    cache_creation: CacheCreation | None = None
 
 
 class _Message(Struct, frozen=True):
@@ -170,16 +178,19 @@ def openai_usage(usage: AnthropicUsage) -> Usage:
         + (usage.cache_creation_input_tokens or 0)
         + (usage.cache_read_input_tokens or 0)
     )
-    details = (
-        {"cached_tokens": usage.cache_read_input_tokens}
-        if usage.cache_read_input_tokens is not None
-        else UNSET
-    )
+    details: dict[str, Any] = {}
+    if usage.cache_read_input_tokens is not None:
+        details["cached_tokens"] = usage.cache_read_input_tokens
+    if usage.cache_creation_input_tokens:
+        # LiteLLM's and OpenRouter's names: cache writes cost more than plain input.
+        details["cache_creation_tokens"] = usage.cache_creation_input_tokens
+        if usage.cache_creation is not None:
+            details["cache_creation_token_details"] = msgspec.structs.asdict(usage.cache_creation)
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=usage.output_tokens,
         total_tokens=prompt + usage.output_tokens,
-        prompt_tokens_details=details,
+        prompt_tokens_details=details or UNSET,
     )
 
 

@@ -45,6 +45,7 @@ from .._exceptions import ErrorClass, ProviderError
 from ._anthropic_reply import (
     FINISH_REASONS,
     AnthropicUsage,
+    CacheCreation,
     classify_anthropic_event,
     openai_usage,
     thinking_block,
@@ -86,6 +87,7 @@ class _UsageDelta(Struct, frozen=True):
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    cache_creation: CacheCreation | None = None
 
 
 class _Event(Struct, frozen=True):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-from msgspec import UNSET, Struct
+from msgspec import UNSET, Struct, UnsetType
 
 from .._chat import (
     ChatCompletion,
@@ -192,8 +192,15 @@ def openai_usage(usage: TokenUsage) -> Usage:
         prompt_tokens=prompt,
         completion_tokens=usage.output_tokens,
         total_tokens=prompt + usage.output_tokens,
-        prompt_tokens_details={"cached_tokens": cached} if cached else UNSET,
+        prompt_tokens_details=_details(cached, usage.cache_write_input_tokens),
     )
+
+
+def _details(cached: int, written: int) -> dict[str, int] | UnsetType:
+    details = {"cached_tokens": cached} if cached else {}
+    if written:
+        details["cache_creation_tokens"] = written  # priced apart from plain input
+    return details or UNSET
 
 
 # -- errors ------------------------------------------------------------------------

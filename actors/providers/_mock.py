@@ -3,12 +3,17 @@
 It is an `httpx` transport, so a mock deployment runs the very same actor,
 adapter, error classification and metrics as a real one; only the socket is
 missing. Knobs (from the deployment config): `latency_ms`, `reply`,
-`fail_status` with `fail_times`, and `hang`.
+`fail_status` with `fail_times`, `hang`, and the fault drills `fault` (with
+`retry_after_s`), which answer as OpenAI does when it fails that way, so every path
+of the router (context-window and content-policy chains, cooldown on Retry-After,
+first-token timeout failover, the error chunk after the commit) can be shown
+without a network.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Final
 
 import anyio
@@ -34,6 +39,31 @@ from .._chat import (
 from ._chat_parts import function_tools
 
 MOCK_BASE: Final = "http://mock.invalid/v1"
+_SSE: Final = {"content-type": "text/event-stream"}
+_KEEPALIVE_S: Final = 0.05
+"""How often a "keepalive_only" stream sends a comment (or every latency_ms)."""
+_FAULTS: Final[dict[str, tuple[int, str, str, str]]] = {
+    # status, type, code, message: OpenAI's error bodies for these failures
+    "context_window": (
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 130500 tokens. Please reduce the length of the messages. (mock)",
+    ),
+    "content_policy": (
+        400,
+        "invalid_request_error",
+        "content_policy_violation",
+        "Your request was rejected as a result of our safety system. (mock)",
+    ),
+    "rate_limited": (
+        429,
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests. Please try again later. (mock)",
+    ),
+}
 
 _FAILURES: Final = {
     400: ("invalid_request_error", "bad_request"),
@@ -60,26 +90,40 @@ class MockUpstream:
             await anyio.sleep_forever()
         if spec.latency_ms:
             await anyio.sleep(spec.latency_ms / 1000.0)
-        if spec.fail_status is not None and (not spec.fail_times or self._failed < spec.fail_times):
+        failing = (spec.fail_status is not None or spec.fault is not None) and (
+            not spec.fail_times or self._failed < spec.fail_times
+        )
+        if failing:
             self._failed += 1
+        if failing and spec.fail_status is not None:
             return self._failure(spec.fail_status)
+        if failing and spec.fault in _FAULTS:
+            return self._fault(_FAULTS[spec.fault])
         self._served += 1
         chat = request_decoder.decode(request.content)
         completion = self._completion(chat)
+        if failing:  # a stalling fault
+            if not chat.stream:
+                await anyio.sleep_forever()  # the attempt's timeout ends it
+            body = _stalled(_sse(completion, chat), spec.fault, spec.latency_ms)
+            return httpx.Response(200, content=body, headers=_SSE)
         if chat.stream:
-            return httpx.Response(
-                200, content=_sse(completion, chat), headers={"content-type": "text/event-stream"}
-            )
+            return httpx.Response(200, content=_sse(completion, chat), headers=_SSE)
         return httpx.Response(
             200, content=encoder.encode(completion), headers={"content-type": "application/json"}
         )
 
     def _failure(self, status: int) -> httpx.Response:
         kind, code = _FAILURES.get(status, ("server_error", "mock_failure"))
-        body = {"error": {"message": f"mock failure {status}", "type": kind, "code": code}}
+        return self._fault((status, kind, code, f"mock failure {status}"))
+
+    def _fault(self, fault: tuple[int, str, str, str]) -> httpx.Response:
+        status, kind, code, message = fault
+        body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
         headers = {"content-type": "application/json"}
-        if status == 429:
-            headers["retry-after"] = "1"
+        if status in (429, 503):
+            wait = self._spec.retry_after_s
+            headers["retry-after"] = "1" if wait is None else f"{wait:g}"
         return httpx.Response(status, content=msgspec.json.encode(body), headers=headers)
 
     def _completion(self, chat: ChatRequest) -> ChatCompletion:
@@ -143,6 +187,19 @@ def _sse(completion: ChatCompletion, chat: ChatRequest) -> bytes:
         events.append({**head, "model": completion.model, "choices": [], "usage": completion.usage})
     body = b"".join(b"data: " + encoder.encode(event) + b"\n\n" for event in events)
     return body + b"data: [DONE]\n\n"
+
+
+async def _stalled(body: bytes, fault: str | None, latency_ms: float) -> AsyncIterator[bytes]:
+    """A stream that stops: after the role chunk, after the first word, or at once with
+    nothing but keep-alive comments (it never ends by itself: a timeout ends it)."""
+    events = [event + b"\n\n" for event in body.split(b"\n\n") if event]
+    if fault == "keepalive_only":
+        while True:
+            yield b": keep-alive\n\n"
+            await anyio.sleep(max(latency_ms / 1000.0, _KEEPALIVE_S))
+    sent = 1 if fault == "stall_before_first_token" else 2  # role chunk; + the first word
+    yield b"".join(events[:sent])
+    await anyio.sleep_forever()
 
 
 def _forced_tool(chat: ChatRequest) -> str | None:
