@@ -4,6 +4,7 @@ from ._exceptions import ConfigError
 from ._load import default_config_path, load_config, parse_config
 from ._models import ModelInfo, ModelTable, model_info, model_table, parse_model_table
 from ._schema import (
+    ClusterConfig,
     Config,
     CooldownConfig,
     Deployment,
@@ -16,6 +17,7 @@ from ._schema import (
 from ._secret import Secret
 
 __all__ = [
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "CooldownConfig",
