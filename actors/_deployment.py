@@ -118,7 +118,7 @@ class DeploymentActor:
         wait = self._limiter.try_reserve(attempt.tokens, now)
         if wait:
             self._breaker.release()
-            raise RateLimited(self.name, retry_at=now + wait)
+            raise RateLimited(self.name, retry_at=now + wait, refill=self._limiter.refill())
         send = self._send
         assert send is not None  # set while running
         idle = send.statistics().tasks_waiting_receive

@@ -95,6 +95,10 @@ class RateLimiter:
         """Requests and tokens used out of the last minute's budgets."""
         return self.requests.used(now), self.tokens.used(now)
 
+    def refill(self) -> None:
+        """Nothing is on its way: a local budget refills with time alone."""
+        return None
+
     def share(self, now: float) -> float | None:
         """Share of the budget used (tpm first, else rpm); None when both are unlimited."""
         if self.tokens.capacity:

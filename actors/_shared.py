@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
+import anyio
 from anyio.abc import TaskStatus
 
 from config import Deployment
@@ -25,7 +26,7 @@ MIN_SLICE: Final = 1 / 1000
 MAX_SLICE: Final = 1 / 32
 """The largest lease, as a share of the budget: what one daemon may hold unspent."""
 SHORT_WAIT_S: Final = 0.005
-"""The retry hint of a request refused while its lease is on the way."""
+"""The retry hint of a request refused while its lease is on the way (see `refill`)."""
 
 
 class Limiter(Protocol):
@@ -40,6 +41,9 @@ class Limiter(Protocol):
     def used(self, now: float) -> tuple[float, float]: ...
 
     def share(self, now: float) -> float | None: ...
+
+    def refill(self) -> anyio.Event | None:
+        """After a refusal: an event set when budget arrived (None: none is on its way)."""
 
 
 class Shared(Protocol):
@@ -73,7 +77,8 @@ class LeasedLimiter:
     Connected, `try_reserve` spends the local balance (no I/O); when the balance
     runs low, `on_low` wakes the leasing task, which asks for `wanted()` and
     applies the answer with `grant()`. A request that finds no room is refused at
-    once (the caller tries another candidate). Slices follow the spending rate
+    once, with a `refill` event the caller may wait on (one round trip) before it
+    submits again; a lease covers every request waiting so. Slices follow the spending rate
     (`LEASE_HORIZON_S` of it, within `MIN_SLICE`..`MAX_SLICE` of the budget), so a
     busy daemon makes few round trips and an idle one holds little; what is held
     unspent is given back (`give_back`). Disconnected, the `fallback` local budget
@@ -81,14 +86,17 @@ class LeasedLimiter:
     """
 
     __slots__ = (
-        "_asked",
         "_measured_at",
         "_on_low",
         "_rate_r",
         "_rate_t",
+        "_ready",
         "_retry_at",
         "_spent_r",
         "_spent_t",
+        "_waiting_r",
+        "_waiting_t",
+        "asking",
         "balance_r",
         "balance_t",
         "cluster_used",
@@ -97,7 +105,6 @@ class LeasedLimiter:
         "last_spend",
         "need_t",
         "rpm",
-        "short",
         "tpm",
     )
 
@@ -111,13 +118,15 @@ class LeasedLimiter:
         self.balance_t = 0.0
         self.need_t = 0.0
         """tpm the next request needs (the last one's, or the refused one's)."""
-        self.short = False
-        """A request found no room since the last lease: ask even if the budget is empty."""
+        self.asking = False
+        """The balance ran low, or a request found no room: the leasing task should lease."""
         self.last_spend = now
         self.cluster_used = (0.0, 0.0)
         """Requests and tokens used of the cluster's budget, as of the last lease."""
-        self._asked = False
         self._retry_at = 0.0
+        self._ready: anyio.Event | None = None
+        self._waiting_r = 0.0
+        self._waiting_t = 0.0
         self._spent_r = 0.0
         self._spent_t = 0.0
         self._rate_r = 0.0
@@ -143,9 +152,12 @@ class LeasedLimiter:
             if self._low():
                 self._ask()
             return 0.0
-        self.short = True
         self._ask()
-        return max(self._retry_at - now, SHORT_WAIT_S)
+        if now < self._retry_at:  # the cluster said: no room before then
+            return self._retry_at - now
+        self._waiting_r += 1.0
+        self._waiting_t += need_t
+        return SHORT_WAIT_S
 
     def release(self, tokens: int) -> None:
         if not self.connected:
@@ -164,6 +176,13 @@ class LeasedLimiter:
 
     def used(self, now: float) -> tuple[float, float]:
         return self.fallback.used(now) if not self.connected else self.cluster_used
+
+    def refill(self) -> anyio.Event | None:
+        if not (self.connected and self.asking and self._waiting_r + self._waiting_t):
+            return None
+        if self._ready is None:
+            self._ready = anyio.Event()
+        return self._ready
 
     def share(self, now: float) -> float | None:
         if not self.connected:
@@ -189,11 +208,11 @@ class LeasedLimiter:
         want_r = want_t = need_r = need_t = 0.0
         if self.rpm:
             need_r = max(1.0 - self.balance_r, 0.0)
-            target = _clamp(self._rate_r * LEASE_HORIZON_S, self.rpm, 1.0)
+            target = _clamp(self._rate_r * LEASE_HORIZON_S, self.rpm, self._waiting_r)
             want_r = max(target - self.balance_r, need_r)
         if self.tpm:
             need_t = max(self.need_t - self.balance_t, 0.0)
-            target = _clamp(self._rate_t * LEASE_HORIZON_S, self.tpm, self.need_t)
+            target = _clamp(self._rate_t * LEASE_HORIZON_S, self.tpm, self._waiting_t)
             want_t = max(target - self.balance_t, need_t)
         return want_r, want_t, need_r, need_t
 
@@ -202,13 +221,12 @@ class LeasedLimiter:
     ) -> None:
         """Apply a lease answer: `r` requests and `t` tokens (or nothing, and the budget
         has room for `need` in `retry_in` seconds)."""
-        self._asked = False
+        self.asking = False  # the next spend that runs low, or refusal, asks again
+        self._wake_waiters()
         self.balance_r += r
         self.balance_t += t
         self.cluster_used = used
         self._retry_at = now + retry_in if not (r or t) else 0.0
-        if r or t:
-            self.short = False
 
     def take_debt(self) -> float:
         """Tokens overspent (settled above their reservation): the next lease pays them."""
@@ -224,17 +242,12 @@ class LeasedLimiter:
         self.balance_t = min(self.balance_t, 0.0)
         return r, t
 
-    def wants_lease(self) -> bool:
-        """The balance is low, or a request found no room: the leasing task should ask."""
-        return self.connected and (self.short or self._low())
-
     def connect(self) -> None:
         """Joined (or rejoined) the cluster: spend leases from now on."""
         self.connected = True
         self.balance_r = self.balance_t = 0.0
-        self.short = True  # lease at once rather than refuse the first request
-        self._asked = False
-        self._on_low()
+        self.asking = False
+        self._ask()  # lease at once rather than refuse the first request
 
     def disconnect(self, members: int, now: float) -> None:
         """The cluster is unreachable: decide locally on this daemon's share of the budget.
@@ -243,9 +256,16 @@ class LeasedLimiter:
         is what a local budget must not do).
         """
         members = max(members, 1)
+        self._wake_waiters()  # they go on the local budget now
         self.connected = False
         self.balance_r = self.balance_t = 0.0
         self.fallback = RateLimiter(int(self.rpm // members), int(self.tpm // members), now)
+
+    def _wake_waiters(self) -> None:
+        self._waiting_r = self._waiting_t = 0.0
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
 
     def _low(self) -> bool:
         if self.rpm and self.balance_r < max(self._rate_r * LEASE_HORIZON_S / 2, 1.0):
@@ -255,8 +275,8 @@ class LeasedLimiter:
         )
 
     def _ask(self) -> None:
-        if not self._asked:
-            self._asked = True
+        if not self.asking:
+            self.asking = True
             self._on_low()
 
     def __repr__(self) -> str:
