@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,8 @@ class Link:
         self.name = config.name
         self.prefix = f"llm-dispatcher:{config.name}:"
         self.channel = self.prefix + "breakers"
-        self.member = f"{socket.gethostname()}:{os.getpid()}"
+        # Unique even when a pid is reused (a restart) or two daemons share a process (tests).
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.connected = False
         self.members = 1
         """Members alive at the last heartbeat (this one included)."""
@@ -268,10 +270,13 @@ class Link:
                     self._session.cancel()
                 return
             try:
-                self.members = await self._beat(scripts)
+                members = await self._beat(scripts)
             except (RedisError, OSError) as exc:
                 self._lost(exc)
                 return
+            if members != self.members:
+                logger.info("cluster %r: %d members (was %d)", self.name, members, self.members)
+                self.members = members
 
     async def _beat(self, scripts: Scripts) -> int:
         info = msgspec.json.encode({"member": self.member, "pid": os.getpid(), "at": time.time()})

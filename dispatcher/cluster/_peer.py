@@ -288,6 +288,7 @@ class Peer:
             self._holding = True
             self._grant_until = now + PROBE_IDLE_S
             breaker.grant_probe(self._grant_until)
+            logger.info("cluster: %s half-open: this daemon holds the cluster's probe", self.name)
             return
         pttl = int(await link.call(lambda _, client: client.pttl(self._probe)))
         self._probe_retry_at = now + (min(pttl / 1000, RETRY_MAX_S) if pttl > 0 else 0.01)
