@@ -140,6 +140,12 @@ class Daemon:
             changed = self._changed
             await changed.wait()
 
+    async def wait_ended(self) -> None:
+        """Until its stderr ends (every process holding it exited)."""
+        while not self._ended:
+            changed = self._changed
+            await changed.wait()
+
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(uds=os.fspath(self.socket))
         return httpx.AsyncClient(
