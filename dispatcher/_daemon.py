@@ -169,6 +169,8 @@ class Daemon:
                             keepalive_timeout_s=server.keepalive_timeout_s,
                         )
                         uv.should_exit = self._stopping
+                        if inherited is not None and sock in (inherited.unix, inherited.tcp):
+                            uv = _shared_listener(uv, sock)  # a socket the workers share
                         self._servers.append(uv)
                         servers_tg.start_soon(uv.serve, [sock])
                     logger.info(
@@ -287,6 +289,14 @@ class Daemon:
             await self.reload(config)
         except (ConfigError, DaemonError) as exc:
             logger.error("SIGHUP: reload refused, still serving the previous config: %s", exc)
+
+
+def _shared_listener(server: QuietServer, sock: socket.socket) -> QuietServer:
+    from ._workers import SharedListenerServer
+
+    shared = SharedListenerServer(server.config, sock)
+    shared.should_exit = server.should_exit
+    return shared
 
 
 def _cluster_for(config: Config) -> Cluster | None:

@@ -18,6 +18,8 @@ scrapes each one; metrics stay per daemon and are summed there).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -26,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import anyio
 from anyio.abc import Process, TaskGroup
@@ -34,7 +36,7 @@ from anyio.abc import Process, TaskGroup
 from config import Config, parse_host_port
 
 from ._exceptions import DaemonError
-from ._server import bind_tcp, bind_unix
+from ._server import QuietServer, bind_tcp, bind_unix
 
 logger = logging.getLogger("dispatcher.workers")
 
@@ -237,3 +239,63 @@ class _Pool:
         for process in self._live.values():
             if process.returncode is None:
                 process.send_signal(signum)
+
+
+class SharedListenerServer(QuietServer):
+    """uvicorn on a listening socket shared with the other workers, taking one connection
+    per turn of its event loop.
+
+    uvicorn's (libuv's) own accept takes every pending connection at once, so the first
+    worker to wake would hold most of a client pool's connections; here a worker accepts
+    one, serves what is ready, then competes for the next, so a busy worker takes fewer.
+    """
+
+    def __init__(self, config: Any, listener: socket.socket) -> None:
+        super().__init__(config)
+        self._listener = listener
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])
+        # uvicorn closes and awaits what `servers` holds (so does Daemon.stop)
+        self.servers = [_AcceptLoop(self, self._listener)]  # type: ignore[list-item]
+
+
+class _AcceptLoop:
+    """Stands in uvicorn's `servers` list for the shared listener: `close` stops accepting."""
+
+    def __init__(self, server: SharedListenerServer, listener: socket.socket) -> None:
+        self._server = server
+        self._listener = listener
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        server, config = self._server, self._server.config
+
+        def protocol() -> asyncio.Protocol:
+            # What uvicorn's own startup builds for each connection (its create_protocol).
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=server.server_state, app_state=server.lifespan.state
+            )
+            return made
+
+        while not server.should_exit:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:  # EMFILE and the like: the connection waits in the backlog
+                logger.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            try:
+                await loop.connect_accepted_socket(protocol, conn)
+            except OSError:
+                conn.close()
+            await asyncio.sleep(0)  # let the others take the next one if they are idler
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
