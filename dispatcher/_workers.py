@@ -1,19 +1,23 @@
-"""`dispatcher serve --workers N`: N daemon processes on one socket (every core).
+"""`dispatcher serve --workers N`: N daemon processes behind one socket (every core).
 
-The parent binds the Unix socket (and the TCP listener) once and starts N
-workers (`dispatcher serve --worker I/N --inherit unix=FD,...`) that inherit
-the listening sockets: the kernel hands each connection to one worker's accept.
-Workers share rate limits and breakers through `[cluster]`, so it is required.
-Workers run in their own session (a terminal's Ctrl-C reaches the parent
-only, which forwards it once) and hold one end of a lifeline: when the parent
-dies, even by SIGKILL, the lifeline reads EOF and each worker drains and stops.
+The parent binds the Unix socket (and the TCP listener) once, accepts every
+connection and hands it to the workers in turn (round robin) over a datagram
+channel per worker and listener (SCM_RIGHTS); a worker whose channel is full
+(too busy to read it) is passed over. A shared listening socket would balance
+nothing: the first worker to wake accepts every pending connection at once,
+and a client's keep-alive pool lands on it whole. Workers share rate limits and
+breakers through `[cluster]`, so it is required.
 
     parent ──SIGTERM/SIGINT/SIGHUP──▶ every worker (forwarded)
+           ──accepted connections──▶ worker i, i+1, ... (round robin)
            ◀── a worker exits ────── restarted (policy: `RESTARTS` in `RESTART_WINDOW_S`,
                                      then the parent stops the others and exits 1)
 
-Each worker serves metrics on `[server].metrics` port + its index (Prometheus
-scrapes each one; metrics stay per daemon and are summed there).
+Workers run in their own session (a terminal's Ctrl-C reaches the parent only,
+which forwards it once) and hold one end of a lifeline: when the parent dies,
+even by SIGKILL, it reads EOF and each worker drains and stops. Each worker
+serves metrics on `[server].metrics` port + its index (Prometheus scrapes each
+one; metrics stay per daemon and are summed there).
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ logger = logging.getLogger("dispatcher.workers")
 RESTARTS: Final = 5
 RESTART_WINDOW_S: Final = 60.0
 MAX_WORKERS: Final = 256
+_FDS_PER_MESSAGE: Final = 1
 
 
 @dataclass(frozen=True)
 class Inherited:
-    """What a worker gets from its parent: listening sockets and its place among the others."""
+    """What a worker gets from its parent: a channel per listener that brings it accepted
+    connections, the lifeline, and its place among the others."""
 
     unix: socket.socket
     tcp: socket.socket | None
@@ -96,16 +102,12 @@ def supervise(config: Config, config_path: Path, workers: int, *, log_level: str
     """Run `workers` worker processes until a signal stops them; the exit code."""
     check_workers(config, workers)
     socket_path = (config_path.resolve().parent / config.server.socket).resolve()
-    unix = bind_unix(socket_path)
-    tcp: socket.socket | None = None
-    lifeline, worker_end = socket.socketpair()
+    listeners = {"unix": bind_unix(socket_path)}
     try:
         if config.server.listen:
             address = parse_host_port(config.server.listen)
             assert address is not None  # validated by the schema
-            tcp = bind_tcp(*address, "the API")
-        inherit = {"unix": unix, "tcp": tcp, "lifeline": worker_end}
-        fds = {key: sock.fileno() for key, sock in inherit.items() if sock is not None}
+            listeners["tcp"] = bind_tcp(*address, "the API")
         command = [
             sys.executable,
             "-m",
@@ -115,17 +117,12 @@ def supervise(config: Config, config_path: Path, workers: int, *, log_level: str
             str(config_path),
             "--log-level",
             log_level,
-            "--inherit",
-            ",".join(f"{key}={fd}" for key, fd in fds.items()),
         ]
-        pool = _Pool(command, list(fds.values()), workers)
+        pool = _Pool(command, listeners, workers)
         return anyio.run(pool.run, socket_path, backend="asyncio")
     finally:
-        lifeline.close()
-        worker_end.close()
-        unix.close()
-        if tcp is not None:
-            tcp.close()
+        for sock in listeners.values():
+            sock.close()
         socket_path.unlink(missing_ok=True)
 
 
@@ -145,49 +142,118 @@ async def watch_lifeline(lifeline: socket.socket, stop: Callable[[], None]) -> N
 
 
 class _Pool:
-    def __init__(self, command: list[str], fds: list[int], workers: int) -> None:
+    def __init__(
+        self, command: list[str], listeners: dict[str, socket.socket], workers: int
+    ) -> None:
         self._command = command
-        self._fds = fds
+        self._listeners = listeners
         self._workers = workers
         self._live: dict[int, Process] = {}
+        # listener -> worker index -> the parent's end of that worker's channel
+        self._channels: dict[str, dict[int, socket.socket]] = {key: {} for key in listeners}
+        self._turn = 0
         self._stopping = False
         self._failed = False
         self._restarts: deque[float] = deque()
         self._changed = anyio.Event()
+        self._lifeline, self._lifeline_end = socket.socketpair()
 
     async def run(self, socket_path: Path) -> int:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._signals)
-            for index in range(self._workers):
-                await self._start(tg, index)
-            logger.info(
-                "serving with %d workers on %s (pids %s)",
-                self._workers,
-                socket_path,
-                ", ".join(str(p.pid) for p in self._live.values()),
-            )
-            while self._live:
-                await self._changed.wait()
-                self._changed = anyio.Event()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._signals)
+                for index in range(self._workers):
+                    await self._start(tg, index)
+                for key, listener in self._listeners.items():
+                    tg.start_soon(self._hand_out, key, listener)
+                logger.info(
+                    "serving with %d workers on %s (pids %s)",
+                    self._workers,
+                    socket_path,
+                    ", ".join(str(p.pid) for p in self._live.values()),
+                )
+                while self._live:
+                    await self._changed.wait()
+                    self._changed = anyio.Event()
+                tg.cancel_scope.cancel()
+        finally:
+            for channels in self._channels.values():
+                for channel in channels.values():
+                    channel.close()
+            self._lifeline.close()
+            self._lifeline_end.close()
         return 1 if self._failed else 0
 
+    async def _hand_out(self, key: str, listener: socket.socket) -> None:
+        """Accept on `listener` and pass each connection to the next worker that has room."""
+        channels = self._channels[key]
+        while not self._stopping:
+            await anyio.wait_readable(listener)
+            while not self._stopping:
+                try:
+                    conn, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:  # EMFILE and the like: it waits in the backlog
+                    logger.warning("accept failed: %s", exc)
+                    await anyio.sleep(0.1)
+                    break
+                with conn:
+                    await self._pass(channels, conn)
+
+    async def _pass(self, channels: dict[int, socket.socket], conn: socket.socket) -> None:
+        while not self._stopping:
+            order = sorted(channels)
+            for step in range(len(order)):
+                index = order[(self._turn + step) % len(order)]
+                try:
+                    socket.send_fds(channels[index], [b"c"], [conn.fileno()])
+                except BlockingIOError:
+                    continue  # too busy to read its channel: the next one
+                except OSError:
+                    continue  # exiting: its watcher restarts it
+                self._turn = (self._turn + step + 1) % len(order)
+                return
+            # Every worker is full (or none is running yet): wait for one to read.
+            with anyio.move_on_after(0.05):
+                await self._changed.wait()
+
     async def _start(self, tg: TaskGroup, index: int) -> None:
-        command = [*self._command, "--worker", f"{index}/{self._workers}"]
-        process = await anyio.open_process(
-            command,
-            stdin=None,
-            stdout=None,
-            stderr=None,
-            pass_fds=self._fds,
-            start_new_session=True,
-        )
+        ends: dict[str, socket.socket] = {}
+        for key in self._listeners:
+            parent_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            parent_end.setblocking(False)
+            old = self._channels[key].pop(index, None)
+            if old is not None:
+                old.close()
+            self._channels[key][index] = parent_end
+            ends[key] = worker_end
+        ends["lifeline"] = self._lifeline_end
+        inherit = ",".join(f"{key}={sock.fileno()}" for key, sock in ends.items())
+        command = [*self._command, "--inherit", inherit, "--worker", f"{index}/{self._workers}"]
+        try:
+            process = await anyio.open_process(
+                command,
+                stdin=None,
+                stdout=None,
+                stderr=None,
+                pass_fds=[sock.fileno() for sock in ends.values()],
+                start_new_session=True,
+            )
+        finally:
+            for key, sock in ends.items():
+                if key != "lifeline":
+                    sock.close()  # the worker has its own copy
         self._live[index] = process
         tg.start_soon(self._watch, tg, index, process)
 
     async def _watch(self, tg: TaskGroup, index: int, process: Process) -> None:
         code = await process.wait()
         del self._live[index]
+        for channels in self._channels.values():
+            channel = channels.pop(index, None)
+            if channel is not None:
+                channel.close()
         self._changed.set()
         if self._stopping:
             logger.info("worker %d (pid %d) exited with %s", index, process.pid, code)
@@ -242,33 +308,27 @@ class _Pool:
 
 
 class SharedListenerServer(QuietServer):
-    """uvicorn on a listening socket shared with the other workers, taking one connection
-    per turn of its event loop.
+    """uvicorn serving the connections a worker's parent hands it over `channel`."""
 
-    uvicorn's (libuv's) own accept takes every pending connection at once, so the first
-    worker to wake would hold most of a client pool's connections; here a worker accepts
-    one, serves what is ready, then competes for the next, so a busy worker takes fewer.
-    """
-
-    def __init__(self, config: Any, listener: socket.socket) -> None:
+    def __init__(self, config: Any, channel: socket.socket) -> None:
         super().__init__(config)
-        self._listener = listener
+        self._channel = channel
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
         # uvicorn closes and awaits what `servers` holds (so does Daemon.stop)
-        self.servers = [_AcceptLoop(self, self._listener)]  # type: ignore[list-item]
+        self.servers = [_Receiver(self, self._channel)]  # type: ignore[list-item]
 
 
-class _AcceptLoop:
-    """Stands in uvicorn's `servers` list for the shared listener: `close` stops accepting."""
+class _Receiver:
+    """Stands in uvicorn's `servers` list for a worker's channel: `close` stops taking."""
 
-    def __init__(self, server: SharedListenerServer, listener: socket.socket) -> None:
+    def __init__(self, server: SharedListenerServer, channel: socket.socket) -> None:
         self._server = server
-        self._listener = listener
-        self._task = asyncio.get_running_loop().create_task(self._accept())
+        self._channel = channel
+        self._task = asyncio.get_running_loop().create_task(self._receive())
 
-    async def _accept(self) -> None:
+    async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
         server, config = self._server, self._server.config
 
@@ -280,18 +340,20 @@ class _AcceptLoop:
             return made
 
         while not server.should_exit:
+            await anyio.wait_readable(self._channel)
             try:
-                conn, _ = await loop.sock_accept(self._listener)
-            except OSError as exc:  # EMFILE and the like: the connection waits in the backlog
-                logger.warning("accept failed: %s", exc)
-                await asyncio.sleep(0.1)
+                message, fds, _, _ = socket.recv_fds(self._channel, 16, _FDS_PER_MESSAGE)
+            except BlockingIOError:
                 continue
-            conn.setblocking(False)
-            try:
-                await loop.connect_accepted_socket(protocol, conn)
-            except OSError:
-                conn.close()
-            await asyncio.sleep(0)  # let the others take the next one if they are idler
+            if not message:
+                return  # the parent is gone (the lifeline says so too)
+            for fd in fds:
+                conn = socket.socket(fileno=fd)
+                conn.setblocking(False)
+                try:
+                    await loop.connect_accepted_socket(protocol, conn)
+                except OSError:
+                    conn.close()
 
     def close(self) -> None:
         self._task.cancel()

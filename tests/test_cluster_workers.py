@@ -1,5 +1,6 @@
-"""`dispatcher serve --workers N`: N processes on one socket, sharing state through Redis;
-signals reach every worker; a dead worker is restarted; no parent, no workers."""
+"""`dispatcher serve --workers N`: N processes behind one socket, sharing state through
+Redis; connections are spread evenly; signals reach every worker; a dead worker is
+restarted; no parent, no workers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
 
 import anyio
@@ -48,6 +50,20 @@ def command(config: Path, workers: int) -> list[str]:
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+async def members_of_connections(parent: Daemon, count: int) -> Counter[str]:
+    """Which worker answers on each of `count` connections opened at once."""
+    seen: Counter[str] = Counter()
+
+    async def one() -> None:
+        async with parent.client() as client:
+            seen[(await client.get("/v1/cluster")).json()["member"]] += 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(one)
+    return seen
+
+
 async def test_workers_need_a_cluster(tmp_path: Path) -> None:
     """Without [cluster], --workers is refused with a message that says what to add."""
     config = write_config(tmp_path, '[server]\nsocket = "run/d.sock"\nmetrics = ""\n' + MOCK)
@@ -83,6 +99,12 @@ async def test_two_workers_serve_one_socket_and_follow_signals(
                         status = (await client.get("/v1/cluster")).json()
                     assert len(status["members"]) == 2
                     assert {int(m["member"].split(":")[1]) for m in status["members"]} == set(pids)
+
+                    # A client's pool of 32 connections is spread evenly (round robin).
+                    assert sorted((await members_of_connections(parent, 32)).values()) == [
+                        16,
+                        16,
+                    ]
 
                     mark = len(parent.lines)
                     process.send_signal(signal.SIGHUP)
