@@ -120,6 +120,8 @@ class Daemon:
                     self.lines.extend(lines)
                     self._changed.set()
                     self._changed = anyio.Event()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # closed by `daemons` on exit
         finally:
             self._ended = True
             self._changed.set()
@@ -176,30 +178,34 @@ cooldown_s = 30
 async def daemons(
     tmp_path: Path, config_text: str, count: int, *extra_args: str
 ) -> AsyncIterator[list[Daemon]]:
-    """`count` daemons serving `config_text`, each in its own folder, started and joined."""
-    async with contextlib.AsyncExitStack() as stack:
-        tg = await stack.enter_async_context(anyio.create_task_group())
-        started: list[Daemon] = []
-        for index in range(count):
-            folder = tmp_path / f"d{index}"
-            folder.mkdir()
-            config = folder / "d.toml"
-            config.write_text(config_text)
-            command = [sys.executable, "-m", "dispatcher", "serve", "--config", str(config)]
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            process = await stack.enter_async_context(
-                await anyio.open_process([*command, *extra_args], env=env)
-            )
-            stack.callback(_kill, process)
-            daemon = Daemon(process, folder / "run" / "d.sock", f"daemon {index}")
-            tg.start_soon(daemon.read_stderr)
-            started.append(daemon)
-        with anyio.fail_after(30):
-            for daemon in started:
-                await daemon.wait_for("serving ")
+    """`count` daemons serving `config_text`, each in its own folder (under `tmp_path`,
+    created), all started. On exit they are killed; an error in the body propagates."""
+    started: list[Daemon] = []
+    async with anyio.create_task_group() as tg:
         try:
+            for index in range(count):
+                folder = tmp_path / f"d{index}"
+                folder.mkdir(parents=True)
+                config = folder / "d.toml"
+                config.write_text(config_text)
+                command = [sys.executable, "-m", "dispatcher", "serve", "--config", str(config)]
+                env = {**os.environ, "PYTHONPATH": str(ROOT)}
+                process = await anyio.open_process([*command, *extra_args], env=env)
+                daemon = Daemon(process, folder / "run" / "d.sock", f"daemon {index}")
+                started.append(daemon)
+                tg.start_soon(daemon.read_stderr)
+            with anyio.fail_after(30):
+                for daemon in started:
+                    await daemon.wait_for("serving ")
             yield started
         finally:
+            # Killed and reaped before anything is cancelled: a cancellation raised while
+            # closing them would replace (and hide) the body's own error.
+            for daemon in started:
+                _kill(daemon.process)
+            with anyio.CancelScope(shield=True):
+                for daemon in started:
+                    await daemon.process.aclose()
             tg.cancel_scope.cancel()
 
 

@@ -92,7 +92,7 @@ async def test_retry_after_from_a_provider_holds_every_daemon_off(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     """A 429 with Retry-After: 20 on daemon 0 keeps the deployment open for about 20 s on
-    all three."""
+    all three, and on a fourth that joins afterwards."""
     fake = OpenAIFake(api_key="sk-the-right-key-0000")
     fake.script(openai_rate_limited(retry_after=20))
     async with serve_app(fake) as url:
@@ -117,6 +117,12 @@ async def test_retry_after_from_a_provider_holds_every_daemon_off(
                     assert rows[0]["cooldown_remaining_s"] > 19
                 async with procs[2].client() as client:
                     status = (await client.get("/v1/cluster")).json()
+                # A daemon that joins now finds it open too.
+                async with daemons(tmp_path / "late", config, 1) as [late]:
+                    await late.wait_for(r"up is open in the cluster for 1\d\.\ds more")
+                    async with late.client() as client:
+                        response = await client.post("/v1/chat/completions", json=chat())
+                    assert response.status_code == 503
             assert len(fake.requests) == 1
     [row] = status["deployments"]
     assert row["breaker"] == "open" and row["open_for_s"] > 19

@@ -97,7 +97,11 @@ async def test_two_workers_serve_one_socket_and_follow_signals(
                             response = await client.post("/v1/chat/completions", json=chat())
                             assert response.status_code == 200
                         status = (await client.get("/v1/cluster")).json()
+                        job = await client.post("/v1/jobs", json={"request": chat()})
                     assert len(status["members"]) == 2
+                    # Jobs need the cluster's job store: not with one SQLite file per worker.
+                    assert job.status_code == 503
+                    assert job.json()["error"]["code"] == "store_unavailable"
                     assert {int(m["member"].split(":")[1]) for m in status["members"]} == set(pids)
 
                     # A client's pool of 32 connections is spread evenly (round robin).

@@ -256,6 +256,7 @@ class Peer:
         now = monotonic()
         if pttl > 0:
             self._breaker.hold(now + pttl / 1000)
+            logger.info("cluster: %s is open in the cluster for %.1fs more", self.name, pttl / 1000)
         elif self._breaker.state(now) is BreakerState.OPEN:
             await self._publish("open", self._breaker.open_until - now)
 
