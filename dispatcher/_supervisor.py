@@ -420,6 +420,6 @@ async def _submit(actor: DeploymentActor, attempt: Attempt) -> bool:
     except RateLimited as exc:
         if exc.refill is None:
             raise
-        with anyio.move_on_after(REFILL_WAIT_S):
+        with anyio.move_on_after(min(REFILL_WAIT_S, attempt.deadline - monotonic())):
             await exc.refill.wait()
     return actor.submit(attempt)

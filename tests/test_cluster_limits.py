@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from .cluster_support import RedisServer, chat, cluster_config, cluster_name, daemons
@@ -55,11 +56,9 @@ concurrency = 64
 
 
 async def _load(
-    client_: object, count: int, index: int, admitted: list[int], refused: list[int]
+    client_: httpx.AsyncClient, count: int, index: int, admitted: list[int], refused: list[int]
 ) -> None:
-    import httpx
-
-    assert isinstance(client_, httpx.AsyncClient)
+    """Send `count` requests with CLIENTS connections; count 200s and 429s."""
     left = [count]
 
     async def one_client() -> None:
