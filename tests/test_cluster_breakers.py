@@ -4,12 +4,16 @@ request for the whole cluster."""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
 from .cluster_support import (
+    ROOT,
     Daemon,
     RedisServer,
     chat,
@@ -117,6 +121,9 @@ async def test_retry_after_from_a_provider_holds_every_daemon_off(
                     assert rows[0]["cooldown_remaining_s"] > 19
                 async with procs[2].client() as client:
                     status = (await client.get("/v1/cluster")).json()
+                command = [sys.executable, "-m", "dispatcher", "status", "--socket"]
+                env = {**os.environ, "PYTHONPATH": str(ROOT)}
+                shown = await anyio.run_process([*command, str(procs[2].socket)], env=env)
                 # A daemon that joins now finds it open too.
                 async with daemons(tmp_path / "late", config, 1) as [late]:
                     await late.wait_for(r"up is open in the cluster for 1\d\.\ds more")
@@ -127,3 +134,6 @@ async def test_retry_after_from_a_provider_holds_every_daemon_off(
     [row] = status["deployments"]
     assert row["breaker"] == "open" and row["open_for_s"] > 19
     assert len(status["members"]) == 3
+    text = shown.stdout.decode()
+    assert "connected, 3 member(s)" in text
+    assert re.search(r"\n  up +open 1\d\.\ds +- ", text), text
