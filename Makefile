@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/dispatcher.toml
 
-.PHONY: install run test check lint bench clean
+.PHONY: install run test check lint bench clean redis-server
 
 $(BIN)/dispatcher: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ install: $(BIN)/dispatcher
 run: install
 	$(BIN)/dispatcher serve --config $(CONFIG)
 
-test: install
+# The cluster tests run a real redis-server: installed from Debian when missing (needs root,
+# as CI runs; elsewhere install the redis-server package yourself).
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
+test: install redis-server
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -27,7 +32,7 @@ lint: install
 check: lint
 	$(BIN)/mypy
 
-bench: install
+bench: install redis-server
 	$(BIN)/python -m bench
 
 clean:

@@ -36,6 +36,7 @@ from ._exceptions import (
 )
 from ._limits import RETRY_AFTER_MAX_COOLDOWNS, Breaker, BreakerState, RateLimiter, TokenBucket
 from ._messages import Attempt, ChunkBatch, Failure, Outcome, Reply, Success
+from ._shared import LeasedLimiter, Limiter, Shared, Sharing
 from ._tokens import TokenEstimate, estimate_tokens, text_tokens
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "ErrorClass",
     "Failure",
     "InboxFull",
+    "LeasedLimiter",
+    "Limiter",
     "Message",
     "Outcome",
     "ProviderError",
@@ -63,6 +66,8 @@ __all__ = [
     "RateLimiter",
     "Reply",
     "ResponseMessage",
+    "Shared",
+    "Sharing",
     "Stopped",
     "Success",
     "SystemMessage",

@@ -38,6 +38,7 @@ from ._exceptions import (
 from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
 from ._redact import redactor_for
+from ._shared import Limiter, Sharing
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
 from .providers import Adapter, MockUpstream, adapter_for, inert_params
@@ -77,7 +78,9 @@ class DeploymentActor:
         cooldown: CooldownConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        share: Sharing | None = None,
     ) -> None:
+        """`share` (cluster mode) links the limits and the breaker to the other daemons'."""
         self.spec = spec
         self.name = spec.name
         self.group = spec.group
@@ -87,8 +90,13 @@ class DeploymentActor:
         self._transport = transport
         # The inbox exists while `run` does (a constructor holds no resources).
         self._send: MemoryObjectSendStream[Attempt] | None = None
-        self._limiter = RateLimiter(spec.rpm, spec.tpm, now=0.0)
         self._breaker = Breaker(cooldown.allowed_fails, cooldown.window_s, cooldown.cooldown_s)
+        self._shared = share(spec, self._breaker) if share is not None else None
+        self._limiter: Limiter = (
+            self._shared.limiter
+            if self._shared is not None
+            else RateLimiter(spec.rpm, spec.tpm, now=0.0)
+        )
         self._inflight = 0
         self._attempts = 0
         self._failures = 0
@@ -113,7 +121,7 @@ class DeploymentActor:
         wait = self._limiter.try_reserve(attempt.tokens, now)
         if wait:
             self._breaker.release()
-            raise RateLimited(self.name, retry_at=now + wait)
+            raise RateLimited(self.name, retry_at=now + wait, refill=self._limiter.refill())
         send = self._send
         assert send is not None  # set while running
         idle = send.statistics().tasks_waiting_receive
@@ -121,8 +129,7 @@ class DeploymentActor:
             send.send_nowait(attempt)
         except anyio.WouldBlock:
             self._breaker.release()
-            self._limiter.requests.give_back(1)
-            self._limiter.tokens.give_back(attempt.tokens)
+            self._limiter.release(attempt.tokens)
             raise InboxFull(self.name) from None
         return not idle
 
@@ -167,6 +174,8 @@ class DeploymentActor:
                 self._send = send
                 try:
                     async with anyio.create_task_group() as tg:
+                        if self._shared is not None:
+                            await tg.start(self._shared.run)
                         for _ in range(self.spec.concurrency):
                             tg.start_soon(self._worker, upstream, receive.clone())
                         self._running = True
@@ -181,6 +190,8 @@ class DeploymentActor:
     def close(self) -> None:
         """Stop taking attempts; workers finish what is queued, then `run` returns."""
         self._running = False
+        if self._shared is not None:
+            self._shared.close()
         if self._send is not None:
             self._send.close()
 
@@ -190,7 +201,7 @@ class DeploymentActor:
         async with inbox:
             async for attempt in inbox:
                 if attempt.reply.abandoned:
-                    self._limiter.tokens.give_back(attempt.tokens)
+                    self._limiter.settle(attempt.tokens, 0, monotonic())  # its tokens only
                     self._breaker.release()
                     continue
                 try:
@@ -366,20 +377,27 @@ class DeploymentActor:
             if self._latency is None
             else (self._latency + _EWMA_WEIGHT * (latency - self._latency))
         )
+        breaker, shared = self._breaker, self._shared
         if isinstance(outcome, Success):
-            self._breaker.success()
+            was = breaker.state(now)
+            breaker.success(now)
+            if shared is not None and was is BreakerState.HALF_OPEN and breaker.open_until == 0.0:
+                shared.closed()
             usage = outcome.usage
             if usage:
                 self._limiter.settle(reserved, usage.total_tokens, now)
             return
         self._failures += 1
         error = outcome.error
-        self._breaker.failure(
+        before = breaker.open_until
+        breaker.failure(
             now,
             counts=error.counts_toward_breaker,
             open_now=error.opens_breaker,
             retry_after=outcome.retry_after if error is ErrorClass.RATE_LIMITED else None,
         )
+        if shared is not None and breaker.open_until > before:
+            shared.opened(breaker.open_until - now)  # every daemon skips it from now on
 
     # -- introspection -----------------------------------------------------
 
@@ -396,17 +414,13 @@ class DeploymentActor:
 
     def usage(self) -> float:
         """Share of the rate budget used in the last minute (the usage strategy's key)."""
-        now = monotonic()
-        tokens, requests = self._limiter.tokens, self._limiter.requests
-        if tokens.capacity:
-            return tokens.used(now) / tokens.capacity
-        if requests.capacity:
-            return requests.used(now) / requests.capacity
-        return float(self._attempts)
+        share = self._limiter.share(monotonic())
+        return float(self._attempts) if share is None else share
 
     def statistics(self) -> DeploymentStatistics:
         now = monotonic()
         state = self._breaker.state(now)
+        rpm_used, tpm_used = self._limiter.used(now)
         return DeploymentStatistics(
             name=self.name,
             group=self.group,
@@ -417,8 +431,8 @@ class DeploymentActor:
             concurrency=self.spec.concurrency,
             cooldown_remaining_s=max(self._breaker.open_until - now, 0.0),
             latency_ewma_s=self._latency,
-            rpm_used=self._limiter.requests.used(now),
-            tpm_used=self._limiter.tokens.used(now),
+            rpm_used=rpm_used,
+            tpm_used=tpm_used,
             attempts=self._attempts,
             failures=self._failures,
         )

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import enum
 
+import anyio
+
 
 class ErrorClass(enum.StrEnum):
     """Why an attempt failed. The supervisor decides retries and fallbacks from this alone."""
@@ -105,9 +107,19 @@ class CoolingDown(Unavailable):
 
 
 class RateLimited(Unavailable):
-    """The deployment's rpm/tpm budget has no room until `retry_at`."""
+    """The deployment's rpm/tpm budget has no room until `retry_at`.
+
+    `refill` (cluster mode): budget is on its way from the cluster (a lease round
+    trip); set when it arrived, or when it will not. Submitting again then may fit.
+    """
 
     reason = "rate_limited"
+
+    def __init__(
+        self, deployment: str, retry_at: float | None = None, refill: anyio.Event | None = None
+    ) -> None:
+        super().__init__(deployment, retry_at)
+        self.refill = refill
 
 
 class Stopped(Unavailable):

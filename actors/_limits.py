@@ -79,12 +79,33 @@ class RateLimiter:
             self.tokens.take(tokens, now)
         return wait
 
+    def release(self, tokens: int) -> None:
+        """Give back a reservation that never reached the provider."""
+        self.requests.give_back(1)
+        self.tokens.give_back(tokens)
+
     def settle(self, reserved: int, actual: int, now: float) -> None:
         """Correct a reservation with the tokens the provider reported."""
         if actual > reserved:
             self.tokens.take(actual - reserved, now)
         elif actual < reserved:
             self.tokens.give_back(reserved - actual)
+
+    def used(self, now: float) -> tuple[float, float]:
+        """Requests and tokens used out of the last minute's budgets."""
+        return self.requests.used(now), self.tokens.used(now)
+
+    def refill(self) -> None:
+        """Nothing is on its way: a local budget refills with time alone."""
+        return None
+
+    def share(self, now: float) -> float | None:
+        """Share of the budget used (tpm first, else rpm); None when both are unlimited."""
+        if self.tokens.capacity:
+            return self.tokens.used(now) / self.tokens.capacity
+        if self.requests.capacity:
+            return self.requests.used(now) / self.requests.capacity
+        return None
 
 
 class BreakerState(enum.StrEnum):
@@ -100,17 +121,36 @@ class Breaker:
     (half-open): its success closes the breaker, its failure opens it again.
     A provider's Retry-After keeps the breaker open that long, at most
     `RETRY_AFTER_MAX_COOLDOWNS` x `cooldown_s`.
+
+    `shared` (cluster mode): other daemons open and close it too (`hold`, `close`);
+    the half-open probe is one for the whole cluster, so it passes only once the
+    cluster granted it here (`grant_probe`); a success that arrives while the
+    breaker is open (an attempt admitted before another daemon opened it) does not
+    close it.
     """
 
-    __slots__ = ("_fails", "_probing", "allowed_fails", "cooldown_s", "open_until", "window_s")
+    __slots__ = (
+        "_fails",
+        "_probe_until",
+        "_probing",
+        "allowed_fails",
+        "cooldown_s",
+        "open_until",
+        "shared",
+        "window_s",
+    )
 
-    def __init__(self, allowed_fails: int, window_s: float, cooldown_s: float) -> None:
+    def __init__(
+        self, allowed_fails: int, window_s: float, cooldown_s: float, *, shared: bool = False
+    ) -> None:
         self.allowed_fails = allowed_fails
         self.window_s = window_s
         self.cooldown_s = cooldown_s
         self.open_until = 0.0
+        self.shared = shared
         self._fails: deque[float] = deque()
         self._probing = False
+        self._probe_until = 0.0
 
     def state(self, now: float) -> BreakerState:
         if now < self.open_until:
@@ -126,15 +166,44 @@ class Breaker:
             return True
         if state is BreakerState.OPEN or self._probing:
             return False
+        if self.shared and now >= self._probe_until:
+            return False  # another daemon holds the cluster's probe, or nobody yet
         self._probing = True
         return True
+
+    @property
+    def probing(self) -> bool:
+        """A half-open probe admitted here is under way."""
+        return self._probing
 
     def release(self) -> None:
         """An admitted attempt never reached the provider (e.g. the inbox was full)."""
         self._probing = False
 
-    def success(self) -> None:
+    def success(self, now: float = 0.0) -> None:
+        if self.shared and now < self.open_until:
+            self._fails.clear()  # a late success says nothing against the cluster's open
+            return
         self._probing = False
+        self._probe_until = 0.0
+        self.open_until = 0.0
+        self._fails.clear()
+
+    def grant_probe(self, until: float) -> None:
+        """(shared) The cluster's half-open probe is this daemon's until `until` (0: no more)."""
+        self._probe_until = until
+
+    def hold(self, until: float) -> None:
+        """(shared) Another daemon opened the breaker: stay open until at least `until`."""
+        if until > self.open_until:
+            self.open_until = until
+            self._probe_until = 0.0
+            self._fails.clear()
+
+    def close(self) -> None:
+        """(shared) Another daemon's probe succeeded."""
+        self._probing = False
+        self._probe_until = 0.0
         self.open_until = 0.0
         self._fails.clear()
 
@@ -144,7 +213,9 @@ class Breaker:
         was_probe, self._probing = self._probing, False
         if retry_after is not None and retry_after > 0.0:  # False for NaN too
             hold = min(retry_after, self.cooldown_s * RETRY_AFTER_MAX_COOLDOWNS)
-            self.open_until = max(self.open_until, now + hold)
+            if now + hold > self.open_until:
+                self.open_until = now + hold
+                self._probe_until = 0.0
         if open_now or (counts and was_probe):
             self._open(now)
         elif counts:
@@ -156,4 +227,5 @@ class Breaker:
 
     def _open(self, now: float) -> None:
         self.open_until = max(self.open_until, now + self.cooldown_s)
+        self._probe_until = 0.0
         self._fails.clear()

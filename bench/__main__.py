@@ -13,6 +13,10 @@ choices[0].delta.content is non-empty) and the whole stream's time; then chunks/
 minimal aiohttp relay's and the TTFT added to direct's. `--stream` runs only this phase,
 `--no-stream` skips it.
 
+Cluster phase (bench/cluster.py): `--workers 2` against `--workers 1`, and the p50 cluster mode
+adds to a single daemon at c=1, on a loopback redis-server. `--cluster` runs only this phase,
+`--no-cluster` skips it.
+
 The target under test is pinned to one core, the upstream and the load generator to the other,
 so that they never compete with it. A target that cannot start (the daemon before it lands)
 gets "not available (<why>)" rows.
@@ -31,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.cluster import run_cluster_phase
 from bench.measure import Row, Timing, run_load
 from bench.procs import NotReady
 from bench.report import (
@@ -80,6 +85,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stream", action="store_true", help='only the stream phase ("stream": true requests)'
     )
     phases.add_argument("--no-stream", action="store_true", help="skip the stream phase")
+    phases.add_argument(
+        "--cluster", action="store_true", help="only the cluster phase (see bench/cluster.py)"
+    )
+    parser.add_argument("--no-cluster", action="store_true", help="skip the cluster phase")
     parser.add_argument(
         "--stream-duration", type=float, help="seconds measured per stream row (default 3)"
     )
@@ -238,15 +247,20 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         session = Session(
-            plain=None if args.stream else plain,
+            plain=None if args.stream or args.cluster else plain,
             delays=[float(d) for d in args.delays.split(",")],
-            streamed=None if args.no_stream else streamed,
+            streamed=None if args.no_stream or args.cluster else streamed,
             place=place,
             loadgen_procs=args.loadgen_procs,
             workdir=Path(tmp),
             logs=logs,
         )
         out = session.run()
+        cluster_lines = (
+            []
+            if args.no_cluster
+            else run_cluster_phase(timing, Path(tmp), logs, args.loadgen_procs)
+        )
 
     memory = {name: _memory(samples) for name, samples in out.rss.items()}
     stream_memory = {name: _memory(samples) for name, samples in out.stream_rss.items()}
@@ -274,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_cores(out.rows + out.stream_rows, sorted(place.aux or [])))
     for note in out.notes:
         print(f"NOTE: {note}")
+    if cluster_lines:
+        print()
+        print("\n".join(cluster_lines))
     meta = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_s": round(time.monotonic() - started, 1),
@@ -289,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
         "loadgen_procs": args.loadgen_procs,
         "phases": [p for p, on in (("plain", session.plain), ("stream", session.streamed)) if on],
         "notes": out.notes,
+        "cluster": cluster_lines,
     }
     write_json(
         args.json, meta, out.rows, verdicts, memory,

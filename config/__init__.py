@@ -12,6 +12,7 @@ from ._models import (
 )
 from ._prices import Price, Rates
 from ._schema import (
+    ClusterConfig,
     Config,
     CooldownConfig,
     Deployment,
@@ -24,6 +25,7 @@ from ._schema import (
 from ._secret import Secret
 
 __all__ = [
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "CooldownConfig",

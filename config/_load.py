@@ -80,7 +80,8 @@ def _located(file: str, raw: dict[str, Any], message: str) -> ConfigError:
         # A cross-field rule of a table (Struct.__post_init__) names its key first.
         path, reason = _join(path, key_reason["key"]), key_reason["reason"]
     value = _lookup(raw, path)
-    if value is not _MISSING and not isinstance(value, dict) and "api_key" not in path:
+    secret = "api_key" in path or path == "cluster.redis"  # a Redis URL may hold a password
+    if value is not _MISSING and not isinstance(value, dict) and not secret:
         reason = f"{reason} (got {value!r})"
     return ConfigError(file, path or "(top level)", reason)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta, Struct
@@ -257,12 +258,55 @@ class _MockDefaults(Struct, frozen=True):
 _MOCK_DEFAULTS: Final = _MockDefaults()
 
 
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+class ClusterConfig(_Table, frozen=True):
+    """`[cluster]`: daemons that name the same Redis and `name` share limits and breakers."""
+
+    redis: Secret | None = None
+    """Redis URL (redis://, rediss://, unix://), or `env:NAME`; absent or "": no cluster.
+    A secret because it may carry a password."""
+    name: Name = "dispatcher"
+    """Key prefix: daemons with the same name share state; other names on one Redis do not."""
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        assert self.redis is not None
+        url = urlsplit(self.redis.reveal())
+        if url.scheme not in _REDIS_SCHEMES or not (url.hostname or url.path):
+            raise ValueError(
+                "redis: expected a redis://host:port/db, rediss:// or unix:// URL "
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this daemon runs in cluster mode."""
+        return self.redis is not None and bool(self.redis.reveal())
+
+    def describe(self) -> str:
+        """The Redis address without its password (for `check` and logs)."""
+        if self.redis is None or not self.enabled:
+            return "off"
+        if self.redis.source != "inline":
+            return self.redis.redacted()
+        url = urlsplit(self.redis.reveal())
+        if url.scheme == "unix":
+            return f"unix://{url.path}"
+        auth = "***@" if url.password or url.username else ""
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{auth}{url.hostname}{port}{url.path}"
+
+
 class Config(_Table, frozen=True):
     """A whole dispatcher config file."""
 
     server: ServerConfig = ServerConfig()
     jobs: JobsConfig = JobsConfig()
     router: RouterConfig = RouterConfig()
+    cluster: ClusterConfig = ClusterConfig()
     deployment: tuple[Deployment, ...] = msgspec.field(default=())
 
     def groups(self) -> dict[str, tuple[Deployment, ...]]:

@@ -54,8 +54,10 @@ class Api:
         max_body_bytes: int,
         metrics_only: bool = False,
         jobs: JobsApi | None = None,
+        cluster: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self._cluster = cluster
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
@@ -68,6 +70,7 @@ class Api:
                 ("POST", "/v1/chat/completions"): self._chat,
                 ("GET", "/v1/models"): self._models,
                 ("GET", "/v1/deployments"): self._deployments,
+                ("GET", "/v1/cluster"): self._cluster_status,
             }
             if jobs is not None:
                 routes |= jobs.routes()
@@ -186,6 +189,10 @@ class Api:
             for actor in members
         ]
         await _respond(send, 200, msgspec.json.encode({"object": "list", "data": stats}))
+
+    async def _cluster_status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = await self._cluster() if self._cluster is not None else {"enabled": False}
+        await _respond(send, 200, msgspec.json.encode(status))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = generate_latest(self.metrics.registry)

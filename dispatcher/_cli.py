@@ -24,6 +24,7 @@ from config import (
 )
 
 from ._batch import submit_file
+from ._cluster_cli import cluster_lines
 from ._exceptions import DaemonError
 from ._jobs_cli import jobs_line, show_jobs
 from ._litellm import AnyEnvironment, LiteLLMConfigError, import_litellm
@@ -62,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command("serve", "run the daemon in the foreground")
     serve.add_argument("--log-level", default=os.environ.get("DISPATCHER_LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N processes on one socket (all cores); needs [cluster] to share limits",
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N, set by the --workers parent
+    serve.add_argument("--inherit", help=argparse.SUPPRESS)  # its listening sockets' fds
     serve.set_defaults(func=_serve)
 
     check = command("check", "validate a config and print its groups (secrets redacted)")
@@ -123,22 +133,34 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    pool = bool(args.workers or args.worker)
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # With --workers, every process logs to the same stream: say which one.
+        format="%(asctime)s %(levelname)s %(name)s"
+        + ("[%(process)d]" if pool else "")
+        + ": %(message)s",
         stream=sys.stderr,
     )
     # httpx logs every request at INFO: far too much for the hot path of a gateway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from ._daemon import serve
+    from ._workers import Inherited, check_workers, supervise
 
     path = _config_path(args)
     config = load_config(path)
+    if args.workers:
+        return supervise(config, path, args.workers, log_level=args.log_level)
+    inherited = None
+    if args.inherit is not None:
+        inherited = Inherited.parse(args.worker or "0/1", args.inherit)
+        check_workers(config, inherited.workers)
     anyio.run(
         serve,
         config,
         path.resolve().parent,
         path,
+        inherited,
         backend="asyncio",
         backend_options={"use_uvloop": True},
     )
@@ -165,6 +187,8 @@ def _check(args: argparse.Namespace) -> int:
         f"keepalive_timeout_s={server.keepalive_timeout_s:g} "
         f"max_header_bytes={server.max_header_bytes} max_headers={server.max_headers}"
     )
+    if config.cluster.enabled:
+        out.append(f"cluster: redis={config.cluster.describe()} name={config.cluster.name}")
     router = config.router
     out.append(
         f"router: strategy={router.strategy} num_retries={router.num_retries} "
@@ -251,6 +275,7 @@ def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.get("/v1/deployments")
         jobs = jobs_line(client) if response.status_code == 200 else ""
+        cluster = cluster_lines(client) if response.status_code == 200 else []
     if response.status_code != 200:
         print(f"error {response.status_code}: {response.text}", file=sys.stderr)
         return 1
@@ -276,6 +301,8 @@ def _status(args: argparse.Namespace) -> int:
         + (f" ({unpriced} deployment(s) without a price not counted)" if unpriced else "")
     )
     print(jobs)
+    for line in cluster:
+        print(line)
     return 0
 
 

@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from actors import DeploymentActor
 from actors.providers import supported_providers
-from config import Config, ConfigError, load_config, parse_host_port
+from config import Config, ConfigError, Deployment, load_config, parse_host_port
 
 from ._api import Api
 from ._connections import Connections, Limits, connection_limit, raise_fd_limit
@@ -36,6 +37,10 @@ from ._metrics import Metrics
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ._workers import Inherited
+    from .cluster import Cluster
 
 logger = logging.getLogger("dispatcher")
 
@@ -50,15 +55,21 @@ class Daemon:
         *,
         config_path: Path | None = None,
         registry: CollectorRegistry | None = None,
+        inherited: Inherited | None = None,
     ) -> None:
+        """`inherited`: a `--workers` worker's listening sockets (bound by its parent)."""
         _check_providers(config)
         self.config = config
+        self.inherited = inherited
+        self.cluster = _cluster_for(config)
         self.config_path = config_path
         self.base_dir = base_dir
         self.socket_path = (base_dir / config.server.socket).resolve()
-        self.actors = tuple(DeploymentActor(d, config.router.cooldown) for d in config.deployment)
+        self.actors = tuple(self._actor(d, config) for d in config.deployment)
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry, lambda: self.actors)
+        if self.cluster is not None:
+            self.metrics.watch_cluster(self.cluster.statistics)
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
         self.jobs = Jobs(
@@ -92,20 +103,33 @@ class Daemon:
             )
         connections = Connections(Limits.of(server), limit, on_reject=self.metrics.rejected)
         self.connections = connections
-        sockets = [bind_unix(self.socket_path)]
+        inherited = self.inherited
+        sockets = [bind_unix(self.socket_path) if inherited is None else inherited.unix]
+        jobs = inherited is None or inherited.jobs
         try:
-            self.jobs.open()
+            if jobs:
+                self.jobs.open()
+            else:
+                logger.warning("jobs are off: with --workers they need the cluster's job store")
             jobs_api = JobsApi(
                 self.jobs, lambda: self.supervisor.groups(), max_body_bytes=server.max_body_bytes
             )
             api = Api(
-                self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes, jobs=jobs_api
+                self.supervisor,
+                self.metrics,
+                max_body_bytes=server.max_body_bytes,
+                jobs=jobs_api,
+                cluster=self._cluster_status,
             )
             self._apis = [api]
             listeners: list[tuple[Api | ListenerGuard, socket.socket]] = [(api, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
-                sock = bind_tcp(host, port, "the API")
+                sock = (
+                    inherited.tcp
+                    if inherited is not None and inherited.tcp is not None
+                    else bind_tcp(host, port, "the API")
+                )
                 sockets.append(sock)
                 self.tcp_address = sock.getsockname()[:2]
                 guard = ListenerGuard(
@@ -118,6 +142,8 @@ class Daemon:
                 listeners.append((guard, sock))
             if server.metrics:
                 host, port = _address(server.metrics)
+                if inherited is not None and port:
+                    port += inherited.index  # one scrape target per worker
                 sock = bind_tcp(host, port, "metrics")
                 sockets.append(sock)
                 self.metrics_address = sock.getsockname()[:2]
@@ -126,9 +152,12 @@ class Daemon:
                 self._apis.append(scrape)
             async with anyio.create_task_group() as actors_tg:
                 self._actors_tg = actors_tg
+                if self.cluster is not None:  # first: actors join with their peers
+                    await actors_tg.start(self.cluster.run)
                 for actor in self.actors:
                     await actors_tg.start(actor.run)
-                await actors_tg.start(self.jobs.run)
+                if jobs:
+                    await actors_tg.start(self.jobs.run)
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
                         # The API ends its streams at drain_timeout_s (an error chunk and
@@ -140,6 +169,8 @@ class Daemon:
                             keepalive_timeout_s=server.keepalive_timeout_s,
                         )
                         uv.should_exit = self._stopping
+                        if inherited is not None and sock in (inherited.unix, inherited.tcp):
+                            uv = _shared_listener(uv, sock)  # a socket the workers share
                         self._servers.append(uv)
                         servers_tg.start_soon(uv.serve, [sock])
                     logger.info(
@@ -155,11 +186,14 @@ class Daemon:
                 await self.jobs.aclose()
                 for actor in self.actors:
                     actor.close()
+                if self.cluster is not None:  # after its peers gave their leases back
+                    self.cluster.close()
         finally:
             for sock in sockets:
                 sock.close()
             self.jobs.store.close()
-            self.socket_path.unlink(missing_ok=True)
+            if inherited is None:  # the parent owns a worker's socket file
+                self.socket_path.unlink(missing_ok=True)
             logger.info("stopped")
 
     async def reload(self, config: Config) -> None:
@@ -176,6 +210,9 @@ class Daemon:
         if config.jobs != self.config.jobs:
             logger.warning("SIGHUP: [jobs] changes need a restart; keeping the running ones")
             config = msgspec.structs.replace(config, jobs=self.config.jobs)
+        if config.cluster != self.config.cluster:
+            logger.warning("SIGHUP: [cluster] changes need a restart; keeping the running one")
+            config = msgspec.structs.replace(config, cluster=self.config.cluster)
         if self.connections is not None:  # upstream connections may need more room now
             self.connections.limit = connection_limit(
                 config.server.max_connections, self._fd_limit, config.deployment
@@ -186,7 +223,7 @@ class Daemon:
         for spec in config.deployment:
             actor = current.get(spec.name)
             if actor is None or actor.spec != spec or not same_cooldown:
-                actor = DeploymentActor(spec, config.router.cooldown)
+                actor = self._actor(spec, config)
                 await self._actors_tg.start(actor.run)
             actors.append(actor)
         retired = [actor for actor in self.actors if actor not in actors]
@@ -207,6 +244,16 @@ class Daemon:
         logger.info(
             "reloaded: %d deployments (%d started, %d retired)", len(actors), started, len(retired)
         )
+
+    def _actor(self, spec: Deployment, config: Config) -> DeploymentActor:
+        share = self.cluster.share if self.cluster is not None else None
+        return DeploymentActor(spec, config.router.cooldown, share=share)
+
+    async def _cluster_status(self) -> Any:
+        """`GET /v1/cluster`: the cluster's members, breakers and budgets."""
+        if self.cluster is None:
+            return {"enabled": False}
+        return await self.cluster.status(self.config.deployment)
 
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish (bounded by drain_timeout_s)."""
@@ -244,6 +291,22 @@ class Daemon:
             logger.error("SIGHUP: reload refused, still serving the previous config: %s", exc)
 
 
+def _shared_listener(server: QuietServer, sock: socket.socket) -> QuietServer:
+    from ._workers import SharedListenerServer
+
+    shared = SharedListenerServer(server.config, sock)
+    shared.should_exit = server.should_exit
+    return shared
+
+
+def _cluster_for(config: Config) -> Cluster | None:
+    if not config.cluster.enabled:
+        return None
+    from .cluster import Cluster  # imports redis: only in cluster mode
+
+    return Cluster(config.cluster)
+
+
 def _check_providers(config: Config) -> None:
     unsupported = sorted({d.provider for d in config.deployment} - supported_providers())
     if unsupported:
@@ -257,12 +320,24 @@ def _address(value: str) -> tuple[str, int]:
     return parsed
 
 
-async def serve(config: Config, base_dir: Path, config_path: Path | None = None) -> None:
-    """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`)."""
-    daemon = Daemon(config, base_dir, config_path=config_path)
+async def serve(
+    config: Config,
+    base_dir: Path,
+    config_path: Path | None = None,
+    inherited: Inherited | None = None,
+) -> None:
+    """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`).
+
+    `inherited`: a `--workers` worker's sockets; it also stops when its parent is gone.
+    """
+    daemon = Daemon(config, base_dir, config_path=config_path, inherited=inherited)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.handle_signals)
+            if inherited is not None and inherited.lifeline is not None:
+                from ._workers import watch_lifeline
+
+                tg.start_soon(watch_lifeline, inherited.lifeline, daemon.stop)
             await daemon.run()
             tg.cancel_scope.cancel()
     except* DaemonError as group:  # a start error (socket in use, bad store): no traceback

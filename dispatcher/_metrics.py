@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from actors import DeploymentActor, Failure, Outcome, Success
@@ -205,6 +205,10 @@ class Metrics:
         """Serve `dispatcher_jobs{status}` from `counts()` at scrape time."""
         self.registry.register(_JobsCollector(counts))
 
+    def watch_cluster(self, statistics: Callable[[], Any]) -> None:
+        """Serve `dispatcher_cluster_*` from a `ClusterStatistics` read at scrape time."""
+        self.registry.register(_ClusterCollector(statistics))
+
 
 class _ActorCollector(Collector):
     """inbox_depth, inflight and deployment_cooldown, read at scrape time."""
@@ -252,6 +256,39 @@ class _JobsCollector(Collector):
         for status, count in self._counts().items():
             gauge.add_metric([status], count)
         yield gauge
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class _ClusterCollector(Collector):
+    """dispatcher_cluster_connected, _members and _redis_calls_total (cluster mode)."""
+
+    def __init__(self, statistics: Callable[[], Any]) -> None:
+        self._statistics = statistics
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._statistics()
+        yield GaugeMetricFamily(
+            "dispatcher_cluster_connected",
+            "1 while this daemon shares limits and breakers through Redis; 0: local only",
+            value=1.0 if stats.connected else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "dispatcher_cluster_members",
+            "Daemons of the cluster alive at the last heartbeat (this one included)",
+            value=stats.members,
+        )
+        yield CounterMetricFamily(
+            "dispatcher_cluster_redis_calls",
+            "Redis round trips made for leases, breakers and probes",
+            value=stats.redis_calls,
+        )
+        yield CounterMetricFamily(
+            "dispatcher_cluster_redis_errors",
+            "Redis round trips that failed (each one drops to local limits until rejoined)",
+            value=stats.redis_errors,
+        )
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -30,6 +30,7 @@ from actors import (
     ErrorClass,
     Failure,
     Outcome,
+    RateLimited,
     Reply,
     Success,
     TooLong,
@@ -51,6 +52,9 @@ from ._exceptions import (
 from ._metrics import Metrics
 from ._router import Router
 from ._streaming import ChunkStream
+
+REFILL_WAIT_S: Final = 1.0
+"""Longest wait for budget leased from the cluster (Redis's own timeout is as long)."""
 
 logger = logging.getLogger("dispatcher.supervisor")
 
@@ -283,7 +287,7 @@ class Supervisor:
         that waits in the inbox needs a deadline of its own here.
         """
         try:
-            queued = actor.submit(attempt)
+            queued = await _submit(actor, attempt)
         except Unavailable as exc:
             return exc
         reply = attempt.reply
@@ -304,7 +308,7 @@ class Supervisor:
         attempt = msgspec.structs.replace(attempt, chunks=send)
         reply = attempt.reply
         try:
-            queued = actor.submit(attempt)
+            queued = await _submit(actor, attempt)
         except Unavailable as exc:
             send.close()
             receive.close()
@@ -409,3 +413,16 @@ def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
         if reason in skipped:
             return reason, skipped[reason]
     return "no_deployment", monotonic() + 1.0
+
+
+async def _submit(actor: DeploymentActor, attempt: Attempt) -> bool:
+    """`actor.submit`; when its shared budget is on its way (cluster mode: one Redis round
+    trip), wait for it (at most REFILL_WAIT_S) and submit once more."""
+    try:
+        return actor.submit(attempt)
+    except RateLimited as exc:
+        if exc.refill is None:
+            raise
+        with anyio.move_on_after(min(REFILL_WAIT_S, attempt.deadline - monotonic())):
+            await exc.refill.wait()
+    return actor.submit(attempt)

@@ -34,7 +34,9 @@ def isort_key(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("package", ["config", "actors", "actors.providers", "dispatcher"])
+@pytest.mark.parametrize(
+    "package", ["config", "actors", "actors.providers", "dispatcher", "dispatcher.cluster"]
+)
 def test_public_names_are_sorted_and_exported(package: str) -> None:
     """__all__ is sorted (isort-style, as ruff keeps it) and names only what the package has."""
     module = importlib.import_module(package)
