@@ -1,7 +1,6 @@
 """The dispatcher: router, supervisor, HTTP API, metrics, daemon and CLI."""
 
 from ._api import Api
-from ._bodies import MAX_JSON_DEPTH
 from ._connections import Connections, ConnectionStatistics
 from ._daemon import Daemon, serve
 from ._errors import error_answer
@@ -21,6 +20,7 @@ from ._exceptions import (
     UnsupportedMediaType,
 )
 from ._guard import ListenerGuard
+from ._http import MAX_JSON_DEPTH, App
 from ._jobs import Jobs, JobsStatistics
 from ._jobstore import JobStore
 from ._metrics import Metrics
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "AllAttemptsFailed",
     "Api",
+    "App",
     "AttemptRecord",
     "BodyTooLarge",
     "Chain",

@@ -29,6 +29,7 @@ from ._api import Api
 from ._connections import Connections, Limits, connection_limit, raise_fd_limit
 from ._exceptions import DaemonError
 from ._guard import ListenerGuard
+from ._http import App, Handler
 from ._jobs import Jobs
 from ._jobs_api import JobsApi
 from ._jobstore import JobStore
@@ -98,18 +99,18 @@ class Daemon:
             jobs_api = JobsApi(
                 self.jobs, lambda: self.supervisor.groups(), max_body_bytes=server.max_body_bytes
             )
-            api = Api(
-                self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes, jobs=jobs_api
-            )
+            api = Api(self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes)
             self._apis = [api]
-            listeners: list[tuple[Api | ListenerGuard, socket.socket]] = [(api, sockets[0])]
+            # The daemon composes the route tables: no route module knows another.
+            routes = App(api.routes(), jobs_api.routes())
+            listeners: list[tuple[Handler, socket.socket]] = [(routes, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
                 sock = bind_tcp(host, port, "the API")
                 sockets.append(sock)
                 self.tcp_address = sock.getsockname()[:2]
                 guard = ListenerGuard(
-                    api,
+                    routes,
                     api_keys=server.api_keys,
                     allowed_hosts=server.allowed_hosts,
                     listen_host=host,

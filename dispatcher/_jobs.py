@@ -115,7 +115,7 @@ class Jobs:
         try:
             unfinished = await self.store.unfinished()
         except StoreUnavailable as exc:
-            raise DaemonError(f"job store {exc.path}: {exc.reason}") from None
+            raise DaemonError(f"job store {self.store.path}: {exc.reason}") from None
         for row in unfinished:
             self._enqueue(LiveJob(row, None))
         async with anyio.create_task_group() as tg:

@@ -18,9 +18,8 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Final
-from urllib.parse import parse_qs
 
 import anyio
 import msgspec
@@ -28,14 +27,23 @@ from msgspec import UNSET, Meta, UnsetType
 
 from actors import call_decoder, encoder
 
-from ._api import ClientGone, Receive, Scope, Send, _read_body, _respond
-from ._bodies import check_nesting, decode_body
-from ._errors import error_answer, simple_error
 from ._exceptions import DispatchError, InvalidRequest, UnknownGroup, clip
+from ._http import (
+    ClientGone,
+    Handler,
+    Receive,
+    Scope,
+    Send,
+    check_nesting,
+    decode_body,
+    query,
+    query_one,
+    read_body,
+    respond,
+    respond_error,
+)
 from ._jobs import Jobs
 from ._jobsql import STATUSES, JobRow, NewJob, Status
-
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_WAIT_S: Final = 600.0
 MAX_LIMIT: Final = 1000
@@ -43,7 +51,6 @@ MAX_TIMEOUT_S: Final = 86400.0
 """A job's own deadline (`timeout_s`) is at most a day."""
 MIN_PRIORITY: Final = -(2**31)
 MAX_PRIORITY: Final = 2**31 - 1
-_ITEM: Final = "/v1/jobs/"
 _DIGITS: Final = re.compile(r"[0-9]{1,4}")
 
 
@@ -87,37 +94,29 @@ class JobsApi:
         return {
             ("POST", "/v1/jobs"): self.submit,
             ("GET", "/v1/jobs"): self.list_jobs,
+            ("GET", "/v1/jobs/{id}"): self.get,
+            ("DELETE", "/v1/jobs/{id}"): self.cancel,
             ("GET", "/v1/status"): self.status,
         }
-
-    def item_route(self, method: str, path: str) -> Handler | None:
-        """The handler for `/v1/jobs/{id}` (None: not such a path)."""
-        if not path.startswith(_ITEM) or "/" in path[len(_ITEM) :] or len(path) == len(_ITEM):
-            return None
-        if method == "GET":
-            return self.get
-        if method == "DELETE":
-            return self.cancel
-        return _method_not_allowed
 
     # -- handlers ------------------------------------------------------------------
 
     async def submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = await _read_body(scope, receive, self.max_body_bytes)
+            body = await read_body(scope, receive, self.max_body_bytes)
             job_id, status, created = await self.jobs.submit(self.new_job(body))
         except ClientGone:
             return
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
         answer = msgspec.json.encode({"id": job_id, "status": status})
-        await _respond(send, 202 if created else 200, answer)
+        await respond(send, 202 if created else 200, answer)
 
     async def get(self, scope: Scope, receive: Receive, send: Send) -> None:
-        job_id = scope["path"][len(_ITEM) :]
+        job_id = scope["path_params"]["id"]
         try:
-            wait_s = _wait(_query(scope))
+            wait_s = _wait(query(scope))
             if wait_s:
                 found = await self._long_poll(job_id, wait_s, receive)
                 if found is None:
@@ -126,34 +125,34 @@ class JobsApi:
             else:
                 row = await self.jobs.get(job_id)
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
-        await _respond(send, 200, encoder.encode(view(row)))
+        await respond(send, 200, encoder.encode(view(row)))
 
     async def cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            row = await self.jobs.cancel(scope["path"][len(_ITEM) :])
+            row = await self.jobs.cancel(scope["path_params"]["id"])
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
-        await _respond(send, 200, encoder.encode(view(row)))
+        await respond(send, 200, encoder.encode(view(row)))
 
     async def list_jobs(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = _query(scope)
+        params = query(scope)
         try:
-            status = _status(query)
-            limit = _limit(query)
+            status = _status(params)
+            limit = _limit(params)
             rows = await self.jobs.recent(status, limit + 1)
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
         data = [view(row) for row in rows[:limit]]
         body = {"object": "list", "data": data, "has_more": len(rows) > limit}
-        await _respond(send, 200, encoder.encode(body))
+        await respond(send, 200, encoder.encode(body))
 
     async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = {"object": "status", "jobs": self.jobs.statistics()}
-        await _respond(send, 200, encoder.encode(body))
+        await respond(send, 200, encoder.encode(body))
 
     # -- helpers -------------------------------------------------------------------
 
@@ -219,27 +218,8 @@ def view(row: JobRow) -> JobView:
     )
 
 
-async def _method_not_allowed(scope: Scope, receive: Receive, send: Send) -> None:
-    body = simple_error(405, "Method not allowed", "invalid_request_error", "method_not_allowed")
-    await _respond(send, 405, body)
-
-
-async def _error(send: Send, exc: DispatchError) -> None:
-    answer = error_answer(exc)
-    await _respond(send, answer.status, answer.body, answer.headers)
-
-
-def _query(scope: Scope) -> dict[str, list[str]]:
-    return parse_qs(scope.get("query_string", b"").decode("latin-1"))
-
-
-def _one(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-def _wait(query: dict[str, list[str]]) -> float:
-    raw = _one(query, "wait")
+def _wait(params: dict[str, list[str]]) -> float:
+    raw = query_one(params, "wait")
     if raw is None:
         return 0.0
     try:
@@ -254,8 +234,8 @@ def _wait(query: dict[str, list[str]]) -> float:
     return value
 
 
-def _status(query: dict[str, list[str]]) -> Status | None:
-    raw = _one(query, "status")
+def _status(params: dict[str, list[str]]) -> Status | None:
+    raw = query_one(params, "status")
     if raw is None or raw == "":
         return None
     for status in STATUSES:
@@ -266,8 +246,8 @@ def _status(query: dict[str, list[str]]) -> Status | None:
     )
 
 
-def _limit(query: dict[str, list[str]]) -> int:
-    raw = _one(query, "limit")
+def _limit(params: dict[str, list[str]]) -> int:
+    raw = query_one(params, "limit")
     if raw is None:
         return 20
     # ASCII digits only: str.isdigit() also takes '²', which int() refuses.

@@ -234,11 +234,11 @@ class JobStore:
 
     async def _write(self, op: Op) -> Any:
         if self._conn is None or self._stopped:
-            raise StoreUnavailable(str(self.path), "the store is closed (daemon stopping)")
+            raise StoreUnavailable("the store is closed (daemon stopping)")
         pending = self._queue(op)
         await pending.done.wait()
         if pending.error is not None:
-            raise StoreUnavailable(str(self.path), reason(pending.error))
+            raise StoreUnavailable(reason(pending.error))
         return pending.result
 
     def _commit(self, batch: list[_Pending]) -> None:
@@ -299,13 +299,14 @@ class JobStore:
 
     async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._conn is None:
-            raise StoreUnavailable(str(self.path), "the store is not open")
+            raise StoreUnavailable("the store is not open")
         try:
             return await anyio.to_thread.run_sync(
                 self._with_reader, fn, args, limiter=self._read_limiter
             )
         except sqlite3.Error as exc:
-            raise StoreUnavailable(str(self.path), reason(exc)) from None
+            logger.error("job store %s: read failed: %s", self.path, reason(exc))
+            raise StoreUnavailable(reason(exc)) from None
 
     def _with_reader(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         try:
