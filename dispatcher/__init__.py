@@ -1,4 +1,4 @@
-"""The dispatcher: router, supervisor, HTTP API, metrics, daemon and CLI."""
+"""The dispatcher: router, supervisor, HTTP API, jobs, metrics, daemon and CLI."""
 
 from ._api import Api
 from ._connections import Connections, ConnectionStatistics
@@ -21,11 +21,10 @@ from ._exceptions import (
 )
 from ._guard import ListenerGuard
 from ._http import MAX_JSON_DEPTH, App
-from ._jobs import Jobs, JobsStatistics
-from ._jobstore import JobStore
 from ._metrics import Metrics
 from ._router import Chain, Router
 from ._supervisor import Dispatched, Supervisor, jittered_backoff
+from .jobs import Jobs, JobsStatistics, JobStore, MemoryJobStore, SqliteJobStore
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -48,9 +47,11 @@ __all__ = [
     "Jobs",
     "JobsStatistics",
     "ListenerGuard",
+    "MemoryJobStore",
     "Metrics",
     "NoCapacity",
     "Router",
+    "SqliteJobStore",
     "StoreUnavailable",
     "Supervisor",
     "UnknownGroup",

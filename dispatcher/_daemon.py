@@ -30,13 +30,11 @@ from ._connections import Connections, Limits, connection_limit, raise_fd_limit
 from ._exceptions import DaemonError
 from ._guard import ListenerGuard
 from ._http import App, Handler
-from ._jobs import Jobs
-from ._jobs_api import JobsApi
-from ._jobstore import JobStore
 from ._metrics import Metrics
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
+from .jobs import JobRoutes, Jobs, JobStore, SqliteJobStore
 
 logger = logging.getLogger("dispatcher")
 
@@ -51,7 +49,9 @@ class Daemon:
         *,
         config_path: Path | None = None,
         registry: CollectorRegistry | None = None,
+        store: JobStore | None = None,
     ) -> None:
+        """`store`: the job store (default: the SQLite file `[jobs].store` names)."""
         _check_providers(config)
         self.config = config
         self.config_path = config_path
@@ -62,9 +62,10 @@ class Daemon:
         self.metrics = Metrics(self.registry, lambda: self.actors)
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
+        self.store_path = (base_dir / config.jobs.store).resolve()
         self.jobs = Jobs(
-            JobStore((base_dir / config.jobs.store).resolve()),
-            lambda: self.supervisor,
+            store if store is not None else SqliteJobStore(self.store_path),
+            self.supervisor,
             self.metrics,
             config.jobs,
             drain_timeout_s=config.server.drain_timeout_s,
@@ -95,14 +96,12 @@ class Daemon:
         self.connections = connections
         sockets = [bind_unix(self.socket_path)]
         try:
-            self.jobs.open()
-            jobs_api = JobsApi(
-                self.jobs, lambda: self.supervisor.groups(), max_body_bytes=server.max_body_bytes
-            )
+            await self.jobs.open()
+            job_routes = JobRoutes(self.jobs, max_body_bytes=server.max_body_bytes)
             api = Api(self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes)
             self._apis = [api]
             # The daemon composes the route tables: no route module knows another.
-            routes = App(api.routes(), jobs_api.routes())
+            routes = App(api.routes(), job_routes.routes())
             listeners: list[tuple[Handler, socket.socket]] = [(routes, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
@@ -202,6 +201,7 @@ class Daemon:
         )
         for api in self._apis:
             api.supervisor = supervisor
+        self.jobs.use(supervisor)
         for actor in retired:
             actor.close()
         started = sum(1 for actor in actors if current.get(actor.name) is not actor)

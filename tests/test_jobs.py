@@ -68,7 +68,7 @@ async def test_idempotency_key_returns_the_same_job_or_409(tmp_path: Path) -> No
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert done.status_code == 200
     assert done.json() == {"id": first.json()["id"], "status": "succeeded"}
-    assert len(stored(daemon.jobs.store.path)) == 1
+    assert len(stored(daemon.store_path)) == 1
 
 
 async def test_cancel_queued_and_running_jobs(tmp_path: Path) -> None:
@@ -274,7 +274,7 @@ async def test_malformed_job_bodies(
     assert response.status_code == status, response.text
     error_ = response.json()["error"]
     assert (error_["code"], error_["param"]) == (code, param)
-    assert stored(daemon.jobs.store.path) == {}
+    assert stored(daemon.store_path) == {}
 
 
 async def test_listing_and_status(tmp_path: Path) -> None:
@@ -392,7 +392,7 @@ async def test_shutdown_leaves_queued_jobs_and_the_next_start_runs_them(tmp_path
                 daemon.stop()
                 await anyio.wait_all_tasks_blocked()
                 release.set()
-            path = daemon.jobs.store.path
+            path = daemon.store_path
             first = stored(path)
             async with running(tmp_path, text) as again, client(again) as http:
                 jobs = [await finished(http, job_id) for job_id in ids]

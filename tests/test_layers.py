@@ -36,7 +36,10 @@ def isort_key(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("package", ["config", "actors", "actors.providers", "dispatcher"])
+@pytest.mark.parametrize(
+    "package",
+    ["config", "actors", "actors.providers", "dispatcher", "dispatcher.cli", "dispatcher.jobs"],
+)
 def test_public_names_are_sorted_and_exported(package: str) -> None:
     """__all__ is sorted (isort-style, as ruff keeps it) and names only what the package has."""
     module = importlib.import_module(package)
@@ -53,16 +56,18 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(*, module_level: bool = False) -> dict[str, set[str]]:
     """Module -> the modules of ours it imports: every import statement, at any depth
-    (under `if TYPE_CHECKING:` and inside functions too), relative ones resolved, a
-    `from package import name` counted as an import of the submodule `name` when it is one."""
+    (under `if TYPE_CHECKING:` and inside functions too, unless `module_level`), relative
+    ones resolved, a `from package import name` counted as an import of the submodule
+    `name` when it is one."""
     files = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for node in tree.body if module_level else ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -125,3 +130,54 @@ def test_no_import_cycles() -> None:
     graph = import_graph()
     assert "dispatcher._http" in graph.get("dispatcher._api", set())  # the graph is real
     assert cycles(graph) == []
+
+
+STORAGE = {"_model", "_store", "_sqlite", "_sql", "_writer", "_memory"}
+"""The job package's storage half: the model, the contract and the stores."""
+
+
+def ours(modules: set[str], prefix: str) -> set[str]:
+    return {m for m in modules if m == prefix or m.startswith(prefix + ".")}
+
+
+def test_job_stores_know_nothing_of_http_or_dispatch() -> None:
+    """The model, the contract and the stores import only the error types and file modes."""
+    graph = import_graph()
+    allowed = {"dispatcher._exceptions", "dispatcher._private"}
+    allowed |= {f"dispatcher.jobs.{name}" for name in STORAGE}
+    for name in STORAGE:
+        module = f"dispatcher.jobs.{name}"
+        assert module in graph
+        assert ours(graph[module], "dispatcher") <= allowed, module
+
+
+def test_the_core_does_not_reach_into_jobs_or_the_cli() -> None:
+    """Only the daemon (which composes the routes) and the package's re-exports import the job
+    package; no server module imports the command line."""
+    graph = import_graph()
+    composers = {"dispatcher", "dispatcher._daemon", "dispatcher.__main__"}
+    for module, imported in graph.items():
+        if not module.startswith("dispatcher") or module.startswith(("dispatcher.jobs",)):
+            continue
+        if module.startswith("dispatcher.cli") or module in composers:
+            continue
+        assert not ours(imported, "dispatcher.jobs"), module
+        assert not ours(imported, "dispatcher.cli"), module
+
+
+def test_socket_clients_import_nothing_of_the_server() -> None:
+    """chat, status, jobs and submit speak HTTP over the socket: of the dispatcher they import
+    only its exceptions; `serve` loads the daemon inside the command, not with the module."""
+    graph = import_graph()
+    at_load = import_graph(module_level=True)
+    clients = [m for m in graph if m.startswith("dispatcher.cli")]
+    assert {"dispatcher.cli._clients", "dispatcher.cli._batch", "dispatcher.cli._main"} <= set(
+        clients
+    )
+    for module in clients:
+        server = ours(at_load[module], "dispatcher") - ours(at_load[module], "dispatcher.cli")
+        assert server <= {"dispatcher._exceptions"}, module
+    lazy = ours(graph["dispatcher.cli._main"], "dispatcher") - ours(
+        graph["dispatcher.cli._main"], "dispatcher.cli"
+    )
+    assert lazy == {"dispatcher._exceptions", "dispatcher._daemon"}

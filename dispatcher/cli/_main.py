@@ -1,4 +1,5 @@
-"""`dispatcher` command line: serve, check, and clients of the socket."""
+"""`dispatcher` command line: serve and check here, the socket's clients in `_clients` and
+`_batch` (which import nothing of the server)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import httpx
-import msgspec
 
 from config import Config, ConfigError, default_config_path, load_config
 
+from .._exceptions import DaemonError
 from ._batch import submit_file
-from ._exceptions import DaemonError
-from ._jobs_cli import jobs_line, show_jobs
+from ._clients import chat, show_jobs, status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,15 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     check = command("check", "validate a config and print its groups (secrets redacted)")
     check.set_defaults(func=_check)
 
-    chat = command("chat", "send one chat message through the daemon")
-    chat.add_argument("-m", "--model", required=True, help="model group")
-    chat.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
-    chat.add_argument("text", nargs="+")
-    chat.set_defaults(func=_chat)
+    chat_ = command("chat", "send one chat message through the daemon")
+    chat_.add_argument("-m", "--model", required=True, help="model group")
+    chat_.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    chat_.add_argument("text", nargs="+")
+    chat_.set_defaults(func=_chat)
 
-    status = command("status", "show the daemon's deployments: state, inbox, in flight")
-    status.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
-    status.set_defaults(func=_status)
+    status_ = command("status", "show the daemon's deployments: state, inbox, in flight")
+    status_.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    status_.set_defaults(func=_status)
 
     submit = command("submit", "run an OpenAI Batch input file (JSONL) as durable jobs")
     submit.add_argument("file", type=Path, help="batch input: one request per line")
@@ -107,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # httpx logs every request at INFO: far too much for the hot path of a gateway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from ._daemon import serve
+    from .._daemon import serve  # the server, only for this command
 
     path = _config_path(args)
     config = load_config(path)
@@ -189,50 +188,12 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return socket_path
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
-    transport = httpx.HTTPTransport(uds=os.fspath(_socket_path(args)))
-    return httpx.Client(transport=transport, base_url="http://dispatcher", timeout=None)
-
-
 def _chat(args: argparse.Namespace) -> int:
-    body = {"model": args.model, "messages": [{"role": "user", "content": " ".join(args.text)}]}
-    with _client(args) as client:
-        response = client.post("/v1/chat/completions", json=body)
-    if response.status_code != 200:
-        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    data = response.json()
-    message = data["choices"][0]["message"]
-    if message.get("content") is not None:
-        print(message["content"])
-    for call in message.get("tool_calls") or ():
-        print(f"[tool call] {call['function']['name']}({call['function']['arguments']})")
-    deployment = response.headers.get("x-dispatcher-deployment")
-    attempts = response.headers.get("x-dispatcher-attempts")
-    print(f"-- {deployment}, {attempts} attempt(s)", file=sys.stderr)
-    return 0
+    return chat(_socket_path(args), args.model, " ".join(args.text))
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        response = client.get("/v1/deployments")
-        jobs = jobs_line(client) if response.status_code == 200 else ""
-    if response.status_code != 200:
-        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    rows = msgspec.json.decode(response.content)["data"]
-    print(
-        f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}"
-    )
-    for row in rows:
-        print(
-            f"{row['name']:24} {row['group']:16} {row['state']:10} "
-            f"{row['inbox_used']:>4}/{row['inbox_size']:<4} "
-            f"{row['inflight']:>4}/{row['concurrency']:<4} "
-            f"{row['cooldown_remaining_s']:>8.1f}s"
-        )
-    print(jobs)
-    return 0
+    return status(_socket_path(args))
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -240,6 +201,5 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(show_jobs(client, args.id, args.status, args.limit))
+    print(show_jobs(_socket_path(args), args.id, args.status, args.limit))
     return 0

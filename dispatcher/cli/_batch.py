@@ -31,7 +31,7 @@ import httpx
 import msgspec
 from msgspec import Meta
 
-from ._exceptions import DaemonError
+from .._exceptions import DaemonError
 
 CHAT_URL: Final = "/v1/chat/completions"
 _TERMINAL: Final = frozenset(("succeeded", "failed", "cancelled"))

@@ -8,8 +8,10 @@
     GET    /v1/status               job counts (what `dispatcher status` shows)
 
 The chat request is kept as the client's own JSON bytes (`request`), validated
-here once; `metadata`, `priority` and the rest stay in the job's envelope and
-never reach a provider.
+here once (by the same translator as a live request's, its path under `request`);
+`metadata`, `priority` and the rest stay in the job's envelope and never reach a
+provider. A failed job's error, kept as data, is rendered by the error table as the
+live request's error object plus its `http_status`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable
 from typing import Annotated, Final
 
 import anyio
@@ -27,8 +28,9 @@ from msgspec import UNSET, Meta, UnsetType
 
 from actors import call_decoder, encoder
 
-from ._exceptions import DispatchError, InvalidRequest, UnknownGroup, clip
-from ._http import (
+from .._errors import render
+from .._exceptions import AttemptRecord, DispatchError, InvalidRequest, UnknownGroup, clip
+from .._http import (
     ClientGone,
     Handler,
     Receive,
@@ -42,8 +44,8 @@ from ._http import (
     respond,
     respond_error,
 )
-from ._jobs import Jobs
-from ._jobsql import STATUSES, JobRow, NewJob, Status
+from ._model import STATUSES, Job, NewJob, Status
+from ._scheduler import Jobs
 
 MAX_WAIT_S: Final = 600.0
 MAX_LIMIT: Final = 1000
@@ -66,28 +68,47 @@ class JobSubmission(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     priority: Annotated[int, Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
 
 
+class AttemptView(msgspec.Struct, frozen=True):
+    """One attempt as a job lists it (its message shows in the error, when it failed)."""
+
+    deployment: str
+    outcome: str
+    status: int | None
+    latency_ms: float
+
+
+class ErrorView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A failed job's error: the object a live request would have got, and its status."""
+
+    message: str
+    type: str
+    code: str
+    param: str | None
+    attempts: tuple[AttemptRecord, ...] | UnsetType = UNSET
+    http_status: int
+
+
 class JobView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A job as the API shows it; stored JSON is spliced in as is."""
+    """A job as the API shows it; the stored result and metadata are spliced in as is."""
 
     id: str
     status: str
     model: str
     created_at: int
-    attempts: msgspec.Raw
+    attempts: tuple[AttemptView, ...]
     result: msgspec.Raw | UnsetType = UNSET
-    error: msgspec.Raw | UnsetType = UNSET
+    error: ErrorView | UnsetType = UNSET
     metadata: msgspec.Raw | UnsetType = UNSET
 
 
 _submission: Final = msgspec.json.Decoder(JobSubmission)
 
 
-class JobsApi:
-    """Route handlers over a `Jobs` scheduler."""
+class JobRoutes:
+    """Route handlers over a `Jobs` scheduler (`routes()`: the table the daemon composes)."""
 
-    def __init__(self, jobs: Jobs, groups: Callable[[], tuple[str, ...]], *, max_body_bytes: int):
+    def __init__(self, jobs: Jobs, *, max_body_bytes: int) -> None:
         self.jobs = jobs
-        self._groups = groups
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> dict[tuple[str, str], Handler]:
@@ -167,7 +188,7 @@ class JobsApi:
                 "jobs are not streamed: leave out request.stream or set it to false",
                 param="request.stream",
             )
-        groups = self._groups()
+        groups = self.jobs.groups()
         if call.model not in groups:
             raise UnknownGroup(call.model, groups)
         metadata = submission.metadata
@@ -183,9 +204,9 @@ class JobsApi:
             created_at=time.time(),
         )
 
-    async def _long_poll(self, job_id: str, wait_s: float, receive: Receive) -> JobRow | None:
+    async def _long_poll(self, job_id: str, wait_s: float, receive: Receive) -> Job | None:
         """`Jobs.get` with a wait, given up when the client disconnects."""
-        found: list[JobRow] = []
+        found: list[Job] = []
         failed: list[DispatchError] = []
         async with anyio.create_task_group() as tg:
 
@@ -205,16 +226,29 @@ class JobsApi:
         return found[0] if found else None
 
 
-def view(row: JobRow) -> JobView:
+def view(job: Job) -> JobView:
+    error: ErrorView | UnsetType = UNSET
+    if job.error is not None:
+        status, shown, _ = render(job.error, job.attempts)
+        error = ErrorView(
+            message=shown.message,
+            type=shown.type,
+            code=shown.code,
+            param=shown.param,
+            attempts=shown.attempts,
+            http_status=status,
+        )
     return JobView(
-        id=row.id,
-        status=row.status,
-        model=row.model,
-        created_at=int(row.created_at),
-        attempts=msgspec.Raw(row.attempts or b"[]"),
-        result=UNSET if row.result is None else msgspec.Raw(row.result),
-        error=UNSET if row.error is None else msgspec.Raw(row.error),
-        metadata=UNSET if row.metadata is None else msgspec.Raw(row.metadata),
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        created_at=int(job.created_at),
+        attempts=tuple(
+            AttemptView(a.deployment, a.outcome, a.status, a.latency_ms) for a in job.attempts
+        ),
+        result=UNSET if job.result is None else msgspec.Raw(job.result),
+        error=error,
+        metadata=UNSET if job.metadata is None else msgspec.Raw(job.metadata),
     )
 
 
