@@ -10,7 +10,17 @@ import anyio
 import pytest
 
 from .fakes import OpenAIFake, error, serve_app, wait
-from .jobsupport import client, config_text, finished, job_body, running, stored, submit
+from .jobstores import STORES
+from .jobsupport import (
+    client,
+    config_text,
+    finished,
+    job_body,
+    running,
+    running_on,
+    stored,
+    submit,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -399,3 +409,27 @@ async def test_shutdown_leaves_queued_jobs_and_the_next_start_runs_them(tmp_path
     assert [first[job_id][0] for job_id in ids] == ["succeeded", "queued", "queued"]
     assert [job["status"] for job in jobs] == ["succeeded"] * 3
     assert [r.json["messages"][0]["content"] for r in fake.requests] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+async def test_the_daemon_runs_jobs_on_any_store(tmp_path: Path, kind: str) -> None:
+    """Submit, deduplicate, run, cancel and restart over each store of the contract suite."""
+    place = STORES[kind](tmp_path / "store")
+    (tmp_path / "store").mkdir(mode=0o700)
+    with anyio.fail_after(10):
+        async with running_on(tmp_path, config_text(), place()) as daemon:
+            async with client(daemon) as http:
+                first = await submit(http, text="a", idempotency_key="k")
+                again = await http.post("/v1/jobs", json=job_body(text="a", idempotency_key="k"))
+                done = await finished(http, first)
+        async with running_on(tmp_path, config_text(), place()) as daemon:
+            async with client(daemon) as http:
+                later = (await http.get(f"/v1/jobs/{first}")).json()
+                listed = (await http.get("/v1/jobs")).json()["data"]
+                status = (await http.get("/v1/status")).json()["jobs"]
+    assert (again.status_code, again.json()["id"]) == (200, first)
+    assert done["status"] == "succeeded"
+    assert done["result"]["choices"][0]["message"]["content"] == "mock: a"
+    assert later == done
+    assert [job["id"] for job in listed] == [first]
+    assert status["succeeded"] == 1

@@ -34,7 +34,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     request: bytes
     """The chat request exactly as the client sent it."""
     digest: bytes
-    """sha256 of the request's canonical encoding: what idempotency compares."""
+    """sha256 of the request's canonical encoding: what idempotency compares (empty
+    without an idempotency key: nothing compares it then)."""
     idempotency_key: str | None = None
     metadata: bytes | None = None
     """The client's metadata object as JSON, returned as given, never sent upstream."""

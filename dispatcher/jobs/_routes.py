@@ -142,33 +142,33 @@ class JobRoutes:
                 found = await self._long_poll(job_id, wait_s, receive)
                 if found is None:
                     return  # the client left during the long-poll
-                row = found
+                job = found
             else:
-                row = await self.jobs.get(job_id)
+                job = await self.jobs.get(job_id)
         except DispatchError as exc:
             await respond_error(send, exc)
             return
-        await respond(send, 200, encoder.encode(view(row)))
+        await respond(send, 200, encoder.encode(view(job)))
 
     async def cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            row = await self.jobs.cancel(scope["path_params"]["id"])
+            job = await self.jobs.cancel(scope["path_params"]["id"])
         except DispatchError as exc:
             await respond_error(send, exc)
             return
-        await respond(send, 200, encoder.encode(view(row)))
+        await respond(send, 200, encoder.encode(view(job)))
 
     async def list_jobs(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = query(scope)
         try:
             status = _status(params)
             limit = _limit(params)
-            rows = await self.jobs.recent(status, limit + 1)
+            jobs = await self.jobs.recent(status, limit + 1)
         except DispatchError as exc:
             await respond_error(send, exc)
             return
-        data = [view(row) for row in rows[:limit]]
-        body = {"object": "list", "data": data, "has_more": len(rows) > limit}
+        data = [view(job) for job in jobs[:limit]]
+        body = {"object": "list", "data": data, "has_more": len(jobs) > limit}
         await respond(send, 200, encoder.encode(body))
 
     async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,12 +192,16 @@ class JobRoutes:
         if call.model not in groups:
             raise UnknownGroup(call.model, groups)
         metadata = submission.metadata
+        key = submission.idempotency_key
+        # Only a key compares requests, and it must not care how they were spelled (key
+        # order, spaces): then, and only then, the request is encoded canonically once.
+        digest = b"" if key is None else hashlib.sha256(encoder.encode(call)).digest()
         return NewJob(
             id=f"job_{secrets.token_hex(12)}",
             model=call.model,
             request=request,
-            digest=hashlib.sha256(encoder.encode(call)).digest(),
-            idempotency_key=submission.idempotency_key,
+            digest=digest,
+            idempotency_key=key,
             metadata=None if metadata is None else encoder.encode(metadata),
             timeout_s=submission.timeout_s,
             priority=submission.priority,
