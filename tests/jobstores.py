@@ -51,6 +51,20 @@ async def running_store(store: JobStore) -> AsyncIterator[JobStore]:
         store.close()
 
 
+@contextlib.asynccontextmanager
+async def crashing_store(store: JobStore) -> AsyncIterator[JobStore]:
+    """`store` opened and running; on exit its task is cancelled and it is closed without
+    `stop()`, the nearest a test process gets to a daemon killed mid-run."""
+    await store.open()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(store.run)
+            yield store
+            tg.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
 REQUEST = b'{"model":"mini","messages":[{"role":"user","content":"x"}]}'
 
 

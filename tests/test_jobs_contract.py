@@ -16,7 +16,7 @@ from dispatcher import AttemptRecord, DaemonError, StoreUnavailable
 from dispatcher._exceptions import ErrorData
 from dispatcher.jobs import Existing, Job, Outcome
 
-from .jobstores import REQUEST, STORES, Place, new_job, running_store
+from .jobstores import REQUEST, STORES, Place, crashing_store, new_job, running_store
 
 pytestmark = pytest.mark.anyio
 
@@ -148,8 +148,8 @@ async def test_a_mark_is_applied_with_the_next_durable_write(place: Place) -> No
 
 
 async def test_unfinished_jobs_are_found_again_in_submission_order(place: Place) -> None:
-    """After a restart every queued or running job comes back, in the order it was inserted."""
-    async with running_store(place()) as store:
+    """After a crash every queued or running job comes back, in the order it was inserted."""
+    async with crashing_store(place()) as store:
         for n in (5, 2, 7, 1):  # submission order is not creation time
             await store.insert(new_job(n))
         store.mark("job_2", "running")  # its run was cut by the crash

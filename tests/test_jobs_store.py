@@ -296,3 +296,36 @@ CREATE INDEX jobs_by_status ON jobs (status, seq);
 CREATE INDEX jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 PRAGMA user_version = 1;
 """
+
+
+async def test_stop_commits_and_answers_the_writes_still_in_the_inbox(tmp_path: Path) -> None:
+    """Writes waiting in the inbox when the store stops are committed and answered, none lost;
+    a later write is refused."""
+    path = tmp_path / "jobs.sqlite3"
+    answers: list[object] = []
+    store = SqliteJobStore(path)
+    await store.open()
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(store.run)
+
+                async def write(job: NewJob) -> None:
+                    answers.append(await store.insert(job))
+
+                with locked(path):
+                    tg.start_soon(write, new_job(0))
+                    await wait_until(lambda: store.statistics().writing == 1)
+                    for n in range(1, 30):
+                        tg.start_soon(write, new_job(n))
+                    await wait_until(lambda: store.statistics().inbox_used == 29)
+                    store.stop()
+                    with pytest.raises(StoreUnavailable, match="closed"):
+                        await store.insert(new_job(99))
+        stats = store.statistics()
+    finally:
+        store.close()
+    assert answers == [None] * 30
+    assert (stats.writes, stats.commits) == (30, 2)  # the one in flight, then the 29 queued
+    async with running_store(SqliteJobStore(path)) as again:
+        assert len(await again.unfinished()) == 30

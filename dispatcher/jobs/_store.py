@@ -3,7 +3,8 @@
 Implementations: `SqliteJobStore` (the daemon's, one file), `MemoryJobStore` (tests, and
 the reference that says what the contract means in a few lines). Each is checked by the
 same contract suite, `tests/test_jobs_contract.py`; a new store joins it with one line in
-its `STORES` table.
+the `STORES` table of `tests/jobstores.py` (its name, and a function giving new
+instances of it over one place).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class JobStore(Protocol):
     keeps it for the life of its `MemoryTable`). A call that raises `StoreUnavailable`
     was not acknowledged: the caller must not report it as done (a 503 for a submission,
     the job run again for a result). `mark` is not durable when it returns: it is
-    applied at the latest with the next `insert`, `finish` or `sweep` that returns
-    after it (SQLite: within 100 ms otherwise). Nothing depends on it but listings by
+    applied at the latest with the first `insert`, `finish` or `sweep` called after it
+    (SQLite: within 100 ms otherwise). Nothing depends on it but listings by
     status: a restart treats queued and running alike.
 
     **Backpressure.** A store's write inbox is bounded. `insert` is refused at once when
