@@ -329,3 +329,19 @@ async def test_stop_commits_and_answers_the_writes_still_in_the_inbox(tmp_path: 
     assert (stats.writes, stats.commits) == (30, 2)  # the one in flight, then the 29 queued
     async with running_store(SqliteJobStore(path)) as again:
         assert len(await again.unfinished()) == 30
+
+
+async def test_a_mark_reaches_the_file_within_the_mark_delay_without_other_writes(
+    tmp_path: Path,
+) -> None:
+    """A running job shows as running in the file though nothing else is written."""
+    path = tmp_path / "jobs.sqlite3"
+    with anyio.fail_after(5):
+        async with running_store(SqliteJobStore(path)) as store:
+            await store.insert(new_job(1))
+            store.mark("job_1", "running")
+            assert store.statistics().marks_pending == 1
+            await wait_until(lambda: store.statistics().commits == 2)  # the insert's, then
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                [(status,)] = conn.execute("SELECT status FROM jobs").fetchall()
+    assert status == "running"

@@ -86,6 +86,8 @@ class Writer:
         self._send: MemoryObjectSendStream[_Write] | None = None
         self._marks: dict[str, Status] = {}
         self._wake = anyio.Event()
+        self._idle: anyio.CancelScope | None = None
+        """The writer's wait while it has nothing to write (its deadline: the marks')."""
         self._limiter = anyio.CapacityLimiter(1)
         self._writing = 0
         self.commits = 0
@@ -101,23 +103,26 @@ class Writer:
             raise StoreUnavailable("the store is not running (daemon starting or stopping)")
         write = _Write(op)
         try:
-            if wait_for_room:
-                await send.send(write)
-            else:
+            try:
                 send.send_nowait(write)
-            self._wake.set()
-        except anyio.WouldBlock:
-            raise StoreUnavailable(
-                f"the store is busy ({self._size} writes waiting); retry shortly",
-                retry_after=BUSY_RETRY_AFTER_S,
-            ) from None
+            except anyio.WouldBlock:
+                if not wait_for_room:
+                    raise StoreUnavailable(
+                        f"the store is busy ({self._size} writes waiting); retry shortly",
+                        retry_after=BUSY_RETRY_AFTER_S,
+                    ) from None
+                await send.send(write)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise StoreUnavailable("the store is closed (daemon stopping)") from None
+        self._wake.set()
         return await write.reply()
 
     def mark(self, job_id: str, status: Status) -> None:
-        if not self._marks:
-            self._wake.set()  # an idle writer starts the MARK_DELAY_S clock
+        idle = self._idle
+        if idle is not None and idle.deadline == math.inf:
+            # An idle writer flushes this within MARK_DELAY_S (moving its deadline is
+            # cheaper than waking it: the job's own write usually comes first).
+            idle.deadline = anyio.current_time() + MARK_DELAY_S
         self._marks[job_id] = status
 
     # -- lifecycle ---------------------------------------------------------------
@@ -162,10 +167,14 @@ class Writer:
                 return
             if batch:
                 continue
-            with anyio.move_on_after(MARK_DELAY_S if self._marks else math.inf) as timer:
-                await self._wake.wait()
+            with anyio.move_on_after(MARK_DELAY_S if self._marks else math.inf) as idle:
+                self._idle = idle
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._idle = None
             self._wake = anyio.Event()
-            flush_marks = timer.cancelled_caught
+            flush_marks = idle.cancelled_caught
 
     async def _commit(self, batch: list[_Write]) -> None:
         ops = [write.op for write in batch]
