@@ -58,13 +58,17 @@ class LiveJob:
     def settle(self, outcome: Outcome) -> None:
         self.final = Job(
             id=self.id,
-            status=self.status,
+            status=outcome.status,
             model=self.model,
             priority=self.priority,
             created_at=self.created_at,
             timeout_s=self.timeout_s,
             metadata=self.metadata,
-        ).settled(outcome)
+            finished_at=outcome.finished_at,
+            attempts=outcome.attempts,
+            result=outcome.result,
+            error=outcome.error,
+        )
 
     @property
     def waiting(self) -> bool:

@@ -187,10 +187,11 @@ class Writer:
                 ops.insert(0, Marks(changes))
         if not ops:
             return
-        # Shielded: a batch that started is committed (or rolled back) and answered.
+        # A batch that started is committed (or rolled back) and answered even if `run` is
+        # cancelled: to_thread.run_sync ignores cancellation until the thread is done and
+        # returns its result (the cancellation comes at the next await, below in `_serve`).
         self._writing = len(batch)
-        with anyio.CancelScope(shield=True):
-            results = await anyio.to_thread.run_sync(self._apply, ops, limiter=self._limiter)
+        results = await anyio.to_thread.run_sync(self._apply, ops, limiter=self._limiter)
         self._writing = 0
         results = results[len(ops) - len(batch) :]  # the marks' result is nobody's
         for write, result in zip(batch, results, strict=True):
