@@ -132,6 +132,22 @@ def test_no_import_cycles() -> None:
     assert cycles(graph) == []
 
 
+def test_no_module_borrows_another_modules_private_names() -> None:
+    """`from x import _name` only names a module: private helpers stay where they are."""
+    modules = set(import_graph())
+    borrowed = []
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ImportFrom):
+                    continue
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    if private and not any(m.endswith("." + alias.name) for m in modules):
+                        borrowed.append(f"{module_name(path)}: {alias.name}")
+    assert borrowed == []
+
+
 STORAGE = {"_model", "_store", "_sqlite", "_sql", "_writer", "_memory"}
 """The job package's storage half: the model, the contract and the stores."""
 
