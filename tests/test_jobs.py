@@ -9,6 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
+from config import parse_config
+
 from .fakes import OpenAIFake, error, serve_app, wait
 from .jobstores import STORES
 from .jobsupport import (
@@ -433,3 +435,16 @@ async def test_the_daemon_runs_jobs_on_any_store(tmp_path: Path, kind: str) -> N
     assert later == done
     assert [job["id"] for job in listed] == [first]
     assert status["succeeded"] == 1
+
+
+async def test_a_reload_reaches_the_jobs(tmp_path: Path) -> None:
+    """After a reload jobs validate against and run on the new groups and deployments."""
+    extra = '[[deployment]]\nname = "added"\ngroup = "extra"\nprovider = "mock"\nmodel = "m"\n'
+    async with running(tmp_path, config_text()) as daemon, client(daemon) as http:
+        with anyio.fail_after(10):
+            before = await http.post("/v1/jobs", json=job_body("extra"))
+            await daemon.reload(parse_config(config_text(extra=extra)))
+            job = await finished(http, await submit(http, "extra", "after"))
+    assert before.status_code == 404
+    assert job["status"] == "succeeded"
+    assert [a["deployment"] for a in job["attempts"]] == ["added"]
