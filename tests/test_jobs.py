@@ -448,3 +448,28 @@ async def test_a_reload_reaches_the_jobs(tmp_path: Path) -> None:
     assert before.status_code == 404
     assert job["status"] == "succeeded"
     assert [a["deployment"] for a in job["attempts"]] == ["added"]
+
+
+async def test_stopping_answers_long_polls_at_once(tmp_path: Path) -> None:
+    """A long-poll in progress when the daemon stops answers now, with the job as it is."""
+    fake = OpenAIFake(api_key="sk-jobs")
+    release = anyio.Event()
+    fake.script(wait(release))
+    polled: list[dict[str, Any]] = []
+    async with serve_app(fake) as url:
+        async with running(tmp_path, config_text(url)) as daemon, client(daemon) as http:
+            with anyio.fail_after(10):
+                job_id = await submit(http, "real")
+                await fake.wait_for_requests(1)
+
+                async def poll() -> None:
+                    response = await http.get(f"/v1/jobs/{job_id}", params={"wait": 300})
+                    polled.append(response.json())
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(poll)
+                    await anyio.wait_all_tasks_blocked()
+                    assert not polled
+                    daemon.stop()
+                release.set()
+    assert [job["status"] for job in polled] == ["running"]
