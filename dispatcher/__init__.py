@@ -1,7 +1,6 @@
-"""The dispatcher: router, supervisor, HTTP API, metrics, daemon and CLI."""
+"""The dispatcher: router, supervisor, HTTP API, jobs, metrics, daemon and CLI."""
 
 from ._api import Api
-from ._bodies import MAX_JSON_DEPTH
 from ._connections import Connections, ConnectionStatistics
 from ._daemon import Daemon, serve
 from ._errors import error_answer
@@ -21,16 +20,17 @@ from ._exceptions import (
     UnsupportedMediaType,
 )
 from ._guard import ListenerGuard
-from ._jobs import Jobs, JobsStatistics
-from ._jobstore import JobStore
+from ._http import MAX_JSON_DEPTH, App
 from ._metrics import Metrics
 from ._router import Chain, Router
 from ._supervisor import Dispatched, Supervisor, jittered_backoff
+from .jobs import Jobs, JobsStatistics, JobStore, MemoryJobStore, SqliteJobStore
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "AllAttemptsFailed",
     "Api",
+    "App",
     "AttemptRecord",
     "BodyTooLarge",
     "Chain",
@@ -47,9 +47,11 @@ __all__ = [
     "Jobs",
     "JobsStatistics",
     "ListenerGuard",
+    "MemoryJobStore",
     "Metrics",
     "NoCapacity",
     "Router",
+    "SqliteJobStore",
     "StoreUnavailable",
     "Supervisor",
     "UnknownGroup",

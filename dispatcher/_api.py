@@ -1,16 +1,16 @@
-"""The HTTP API: a thin ASGI app over the supervisor.
+"""The chat, model, health and metrics routes: a thin layer over the supervisor.
 
 Requests are decoded once here (straight from the body bytes into typed
-Structs) and answered with msgspec-encoded bytes. Everything behind this module
-is HTTP-agnostic; only `_errors` knows statuses.
+Structs) and answered with msgspec-encoded bytes, with the tools of `_http`.
+Everything behind this module is HTTP-agnostic; only `_errors` knows statuses.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -18,33 +18,32 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors import BreakerState, ChatCall, call_decoder, encoder, format_cost
 
-from ._bodies import check_nesting, decode_body, require_json
-from ._errors import error_answer, simple_error
-from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest, clip
+from ._exceptions import DispatchError, InvalidRequest
+from ._http import (
+    App,
+    ClientGone,
+    Handler,
+    Receive,
+    Scope,
+    Send,
+    check_nesting,
+    decode_body,
+    read_body,
+    respond,
+    respond_error,
+)
 from ._metrics import Metrics
 from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
 
-if TYPE_CHECKING:
-    from ._jobs_api import JobsApi
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-_JSON: Final = (b"content-type", b"application/json")
 _LAST_WRITE_S: Final = 0.5
 """How long the last chunk of a stream ended by the drain may wait on a slow client."""
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request was read."""
-
-
 class Api:
-    """The socket API (`metrics_only`: the TCP scrape listener's /metrics, /health and
-    /health/ready)."""
+    """The socket API's own routes (`metrics_only`: the TCP scrape listener's /metrics,
+    /health and /health/ready). Called as an ASGI app it serves them alone; the daemon
+    composes `routes()` with the job routes into one `App`."""
 
     def __init__(
         self,
@@ -53,31 +52,30 @@ class Api:
         *,
         max_body_bytes: int,
         metrics_only: bool = False,
-        jobs: JobsApi | None = None,
         cluster: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.supervisor = supervisor
         self._cluster = cluster
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        routes: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+        self._metrics_only = metrics_only
+        self._drain = Drain()
+        self._app = App(self.routes())
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
             ("GET", "/health/ready"): self._ready,
             ("GET", "/metrics"): self._metrics,
         }
-        if not metrics_only:
+        if not self._metrics_only:
             routes |= {
                 ("POST", "/v1/chat/completions"): self._chat,
                 ("GET", "/v1/models"): self._models,
                 ("GET", "/v1/deployments"): self._deployments,
                 ("GET", "/v1/cluster"): self._cluster_status,
             }
-            if jobs is not None:
-                routes |= jobs.routes()
-        self._jobs = None if metrics_only else jobs
-        self._drain = Drain()
-        self._routes = routes
-        self._paths = {path for _, path in routes}
+        return routes
 
     def drain(self, timeout_s: float) -> None:
         """The daemon is stopping: streams still running in `timeout_s` end then (an error
@@ -85,23 +83,7 @@ class Api:
         self._drain.start(timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is None and self._jobs is not None:  # /v1/jobs/{id}
-            handler = self._jobs.item_route(scope["method"], scope["path"])
-        if handler is not None:
-            await handler(scope, receive, send)
-        elif scope["path"] in self._paths:
-            body = simple_error(
-                405, "Method not allowed", "invalid_request_error", "method_not_allowed"
-            )
-            await _respond(send, 405, body)
-        else:
-            body = simple_error(
-                404, f"No route {clip(scope['path'])}", "invalid_request_error", "not_found"
-            )
-            await _respond(send, 404, body)
+        await self._app(scope, receive, send)
 
     # -- routes ----------------------------------------------------------------
 
@@ -109,7 +91,7 @@ class Api:
         started = time.perf_counter()
         supervisor = self.supervisor
         try:
-            body = await _read_body(scope, receive, self.max_body_bytes)
+            body = await read_body(scope, receive, self.max_body_bytes)
             call = _decode_call(body)
             done = await _unless_client_leaves(
                 receive,
@@ -129,8 +111,7 @@ class Api:
         except DispatchError as exc:
             if isinstance(exc, InvalidRequest):
                 self.metrics.rejected("invalid_request")
-            answer = error_answer(exc)
-            await _respond(send, answer.status, answer.body, answer.headers)
+            await respond_error(send, exc)
             return
         if call.stream:
             await _stream(stream, receive, send, self._drain)
@@ -145,17 +126,17 @@ class Api:
         if result.cost_usd is not None:
             headers.append(("x-dispatcher-cost-usd", format_cost(result.cost_usd)))
         self.metrics.overhead(time.perf_counter() - started - result.waited_s)
-        await _respond(send, 200, payload, headers)
+        await respond(send, 200, payload, headers)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [
             {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
             for group in self.supervisor.groups()
         ]
-        await _respond(send, 200, msgspec.json.encode({"object": "list", "data": data}))
+        await respond(send, 200, msgspec.json.encode({"object": "list", "data": data}))
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _respond(send, 200, b'{"status":"ok"}')
+        await respond(send, 200, b'{"status":"ok"}')
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         """200 when a request for every group can be served now: some deployment of its
@@ -173,9 +154,9 @@ class Api:
         ]
         if down:
             body = msgspec.json.encode({"status": "not_ready", "groups_without_deployment": down})
-            await _respond(send, 503, body)
+            await respond(send, 503, body)
         else:
-            await _respond(send, 200, b'{"status":"ready"}')
+            await respond(send, 200, b'{"status":"ready"}')
 
     async def _deployments(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = self.metrics
@@ -188,15 +169,15 @@ class Api:
             for group, members in self.supervisor.router.groups.items()
             for actor in members
         ]
-        await _respond(send, 200, msgspec.json.encode({"object": "list", "data": stats}))
+        await respond(send, 200, msgspec.json.encode({"object": "list", "data": stats}))
 
     async def _cluster_status(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = await self._cluster() if self._cluster is not None else {"enabled": False}
-        await _respond(send, 200, msgspec.json.encode(status))
+        await respond(send, 200, msgspec.json.encode(status))
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = generate_latest(self.metrics.registry)
-        await _respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
+        await respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
 
 
 async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drain) -> None:
@@ -257,47 +238,3 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
 def _decode_call(body: bytes) -> ChatCall:
     check_nesting(body)
     return decode_body(call_decoder, body)
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body of a JSON request (415 for another content type, 413 over `limit`)."""
-    require_json(scope["headers"])
-    for name, value in scope["headers"]:
-        # Digits only, and few of them: int() of a 5,000-digit string raises ValueError.
-        if (
-            name == b"content-length"
-            and value.isdigit()
-            and (len(value) > 18 or int(value) > limit)
-        ):
-            shown = clip(value.decode(), 20)
-            raise BodyTooLarge(f"Request body of {shown} bytes is over the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"Request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = (),
-    *,
-    content_type: str | None = None,
-) -> None:
-    raw = [
-        (b"content-type", content_type.encode()) if content_type else _JSON,
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw.extend((name.encode(), value.encode("latin-1")) for name, value in headers)
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

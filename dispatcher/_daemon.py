@@ -30,13 +30,12 @@ from ._api import Api
 from ._connections import Connections, Limits, connection_limit, raise_fd_limit
 from ._exceptions import DaemonError
 from ._guard import ListenerGuard
-from ._jobs import Jobs
-from ._jobs_api import JobsApi
-from ._jobstore import JobStore
+from ._http import App, Handler
 from ._metrics import Metrics
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
+from .jobs import JobRoutes, Jobs, JobStore, SqliteJobStore
 
 if TYPE_CHECKING:
     from ._workers import Inherited
@@ -56,8 +55,10 @@ class Daemon:
         config_path: Path | None = None,
         registry: CollectorRegistry | None = None,
         inherited: Inherited | None = None,
+        store: JobStore | None = None,
     ) -> None:
-        """`inherited`: a `--workers` worker's listening sockets (bound by its parent)."""
+        """`inherited`: a `--workers` worker's listening sockets (bound by its parent);
+        `store`: the job store (default: the SQLite file `[jobs].store` names)."""
         _check_providers(config)
         self.config = config
         self.inherited = inherited
@@ -72,9 +73,10 @@ class Daemon:
             self.metrics.watch_cluster(self.cluster.statistics)
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
+        self.store_path = (base_dir / config.jobs.store).resolve()
         self.jobs = Jobs(
-            JobStore((base_dir / config.jobs.store).resolve()),
-            lambda: self.supervisor,
+            store if store is not None else SqliteJobStore(self.store_path),
+            self.supervisor,
             self.metrics,
             config.jobs,
             drain_timeout_s=config.server.drain_timeout_s,
@@ -108,21 +110,20 @@ class Daemon:
         jobs = inherited is None or inherited.jobs
         try:
             if jobs:
-                self.jobs.open()
+                await self.jobs.open()
             else:
                 logger.warning("jobs are off: with --workers they need the cluster's job store")
-            jobs_api = JobsApi(
-                self.jobs, lambda: self.supervisor.groups(), max_body_bytes=server.max_body_bytes
-            )
+            job_routes = JobRoutes(self.jobs, max_body_bytes=server.max_body_bytes)
             api = Api(
                 self.supervisor,
                 self.metrics,
                 max_body_bytes=server.max_body_bytes,
-                jobs=jobs_api,
                 cluster=self._cluster_status,
             )
             self._apis = [api]
-            listeners: list[tuple[Api | ListenerGuard, socket.socket]] = [(api, sockets[0])]
+            # The daemon composes the route tables: no route module knows another.
+            routes = App(api.routes(), job_routes.routes())
+            listeners: list[tuple[Handler, socket.socket]] = [(routes, sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
                 sock = (
@@ -133,7 +134,7 @@ class Daemon:
                 sockets.append(sock)
                 self.tcp_address = sock.getsockname()[:2]
                 guard = ListenerGuard(
-                    api,
+                    routes,
                     api_keys=server.api_keys,
                     allowed_hosts=server.allowed_hosts,
                     listen_host=host,
@@ -183,7 +184,8 @@ class Daemon:
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
                 # ones within drain_timeout_s, the rest stay queued), then the actors.
-                await self.jobs.aclose()
+                if jobs:
+                    await self.jobs.aclose()
                 for actor in self.actors:
                     actor.close()
                 if self.cluster is not None:  # after its peers gave their leases back
@@ -238,6 +240,7 @@ class Daemon:
         )
         for api in self._apis:
             api.supervisor = supervisor
+        self.jobs.use(supervisor)
         for actor in retired:
             actor.close()
         started = sum(1 for actor in actors if current.get(actor.name) is not actor)

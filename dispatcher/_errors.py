@@ -1,5 +1,9 @@
 """The one table from dispatcher errors to HTTP answers (OpenAI's error shape).
 
+Errors arrive as data (`ErrorData`, from `DispatchError.data()` or from a failed job's
+record) and leave as a status, headers and an `ErrorObject`: a live request's answer is
+``{"error": <object>}``, a failed job shows the same object with its `http_status`.
+
 The daemon is the one retry owner: an answer that a client's own retry cannot fix
 (a 502 after our retries, a 504 after the deadline, any 4xx but a capacity 429)
 carries ``x-should-retry: false``, which the official OpenAI SDKs obey before their
@@ -10,44 +14,33 @@ carry ``Retry-After``.
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Final
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from actors import ErrorClass
 
-from ._exceptions import (
-    AllAttemptsFailed,
-    BodyTooLarge,
-    DeadlineExceeded,
-    DispatchError,
-    IdempotencyConflict,
-    InvalidRequest,
-    NoCapacity,
-    StoreUnavailable,
-    UnknownGroup,
-    UnknownJob,
-    UnsupportedMediaType,
-)
+from ._exceptions import AttemptRecord, DispatchError, ErrorData
 
 MAX_RETRY_AFTER_HEADER_S: Final = 86_400
 """The largest Retry-After we ever answer (whatever a capacity error carries)."""
 _NO_RETRY: Final = ("x-should-retry", "false")
 
-# Most specific first: the first entry the error is an instance of wins.
-_TABLE: Final[tuple[tuple[type[DispatchError], int, str, str], ...]] = (
-    (BodyTooLarge, 413, "invalid_request_error", "request_too_large"),
-    (UnsupportedMediaType, 415, "invalid_request_error", "unsupported_media_type"),
-    (InvalidRequest, 400, "invalid_request_error", "invalid_request"),
-    (UnknownGroup, 404, "invalid_request_error", "model_not_found"),
-    (NoCapacity, 429, "rate_limit_error", "overloaded"),
-    (AllAttemptsFailed, 502, "upstream_error", "all_attempts_failed"),
-    (DeadlineExceeded, 504, "timeout_error", "deadline_exceeded"),
-    (UnknownJob, 404, "invalid_request_error", "job_not_found"),
-    (IdempotencyConflict, 409, "invalid_request_error", "idempotency_key_reused"),
-    (StoreUnavailable, 503, "service_unavailable", "store_unavailable"),
-    (DispatchError, 500, "server_error", "internal_error"),
-)
+# Each `DispatchError.kind` (a subclass without its own kind answers as its parent).
+_TABLE: Final[dict[str, tuple[int, str, str]]] = {
+    "request_too_large": (413, "invalid_request_error", "request_too_large"),
+    "unsupported_media_type": (415, "invalid_request_error", "unsupported_media_type"),
+    "invalid_request": (400, "invalid_request_error", "invalid_request"),
+    "model_not_found": (404, "invalid_request_error", "model_not_found"),
+    "no_capacity": (429, "rate_limit_error", "overloaded"),
+    "all_attempts_failed": (502, "upstream_error", "all_attempts_failed"),
+    "deadline_exceeded": (504, "timeout_error", "deadline_exceeded"),
+    "job_not_found": (404, "invalid_request_error", "job_not_found"),
+    "idempotency_key_reused": (409, "invalid_request_error", "idempotency_key_reused"),
+    "store_unavailable": (503, "service_unavailable", "store_unavailable"),
+    "internal_error": (500, "server_error", "internal_error"),
+}
 
 # When the last failure says the request itself cannot be served, say so as OpenAI would.
 _CLIENT_SIDE: Final = {
@@ -56,42 +49,68 @@ _CLIENT_SIDE: Final = {
 }
 
 
+class ErrorObject(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The `error` object of an answer, as OpenAI shapes it (`param` always present)."""
+
+    message: str
+    type: str
+    code: str
+    param: str | None
+    attempts: tuple[AttemptRecord, ...] | UnsetType = UNSET
+
+
 class ErrorAnswer(msgspec.Struct, frozen=True):
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
 
 
+class _Body(msgspec.Struct, frozen=True):
+    error: ErrorObject
+
+
+_encoder: Final = msgspec.json.Encoder()
+
+
 def error_answer(exc: DispatchError) -> ErrorAnswer:
     """Status, OpenAI-shaped JSON body and extra headers for `exc`."""
-    status, kind, code = next((s, t, c) for cls, s, t, c in _TABLE if isinstance(exc, cls))
-    error: dict[str, Any] = {"message": str(exc), "type": kind, "code": code, "param": None}
+    status, error, headers = render(exc.data(), exc.attempts)
+    return ErrorAnswer(status, _encoder.encode(_Body(error)), headers)
+
+
+def render(
+    data: ErrorData, attempts: tuple[AttemptRecord, ...] = ()
+) -> tuple[int, ErrorObject, tuple[tuple[str, str], ...]]:
+    """The status, error object and extra headers of an error given as data."""
+    status, kind, code = _TABLE.get(data.kind, _TABLE["internal_error"])
+    message, param = data.message, data.param
     headers: list[tuple[str, str]] = []
-    if isinstance(exc, InvalidRequest):
-        error["message"], error["param"] = exc.message, exc.param
-        if exc.code:
-            error["code"] = exc.code
-    elif isinstance(exc, NoCapacity):
+    if data.code:
+        code = data.code
+    if data.kind == "no_capacity":
         # A full inbox or a spent rpm/tpm budget is a 429 (as OpenAI's own limiter answers);
         # 503 only when what is left is cooling down or stopping.
-        if exc.reason not in ("inbox_full", "rate_limited"):
+        if code not in ("inbox_full", "rate_limited"):
             status, kind = 503, "service_unavailable"
-        error["type"], error["code"] = kind, exc.reason
-        headers.append(("retry-after", _retry_after_header(exc.retry_after)))
-    elif isinstance(exc, AllAttemptsFailed) and exc.last in _CLIENT_SIDE:
-        status, error["type"], error["code"] = _CLIENT_SIDE[exc.last]
-        error["message"] = exc.attempts[-1].message or str(exc)
-    elif isinstance(exc, AllAttemptsFailed) and all(
-        a.outcome == ErrorClass.BAD_REQUEST for a in exc.attempts
+    elif data.kind == "all_attempts_failed" and data.last in _CLIENT_SIDE:
+        status, kind, code = _CLIENT_SIDE[ErrorClass(data.last)]
+        message = (attempts[-1].message if attempts else None) or message
+    elif (
+        data.kind == "all_attempts_failed"
+        and attempts
+        and all(a.outcome == ErrorClass.BAD_REQUEST for a in attempts)
     ):
         # Every provider refused the request's form: the request is what needs fixing.
-        status, error["type"], error["code"] = 400, "invalid_request_error", "rejected_by_provider"
-        error["message"] = "; ".join(f"{a.deployment}: {a.message}" for a in exc.attempts)
-    if exc.attempts:
-        error["attempts"] = exc.attempts
+        status, kind, code = 400, "invalid_request_error", "rejected_by_provider"
+        message = "; ".join(f"{a.deployment}: {a.message}" for a in attempts)
+    if data.retry_after is not None:
+        headers.append(("retry-after", _retry_after_header(data.retry_after)))
     if status in (502, 504) or (400 <= status < 500 and status != 429):
         headers.append(_NO_RETRY)
-    return ErrorAnswer(status, msgspec.json.encode({"error": error}), tuple(headers))
+    error = ErrorObject(
+        message=message, type=kind, code=code, param=param, attempts=attempts or UNSET
+    )
+    return status, error, tuple(headers)
 
 
 def _retry_after_header(seconds: float) -> str:
@@ -103,6 +122,4 @@ def _retry_after_header(seconds: float) -> str:
 
 def simple_error(status: int, message: str, kind: str, code: str) -> bytes:
     """An OpenAI-shaped error body for answers that are not dispatch errors (404 route, 405)."""
-    return msgspec.json.encode(
-        {"error": {"message": message, "type": kind, "code": code, "param": None}}
-    )
+    return _encoder.encode(_Body(ErrorObject(message=message, type=kind, code=code, param=None)))

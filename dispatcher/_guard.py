@@ -18,16 +18,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from config import Secret, is_loopback_host
 
-from ._api import Receive, Scope, Send
 from ._errors import simple_error
+from ._http import Handler, Receive, Scope, Send, respond
 
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-_JSON: Final = (b"content-type", b"application/json")
 _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -36,7 +34,7 @@ class ListenerGuard:
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: Handler,
         *,
         api_keys: Sequence[Secret],
         allowed_hosts: Sequence[str],
@@ -57,11 +55,11 @@ class ListenerGuard:
         if scope["type"] == "http":
             refusal = self._host_refusal(scope) or self._auth_refusal(scope)
             if refusal is not None:
-                await _answer(send, *refusal)
+                await respond(send, *refusal)
                 return
         await self._app(scope, receive, send)
 
-    def _host_refusal(self, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+    def _host_refusal(self, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]] | None:
         hosts = [value for name, value in scope["headers"] if name == b"host"]
         if len(hosts) != 1:
             self._on_reject("host_not_allowed")
@@ -90,7 +88,7 @@ class ListenerGuard:
         server = scope.get("server")
         return server is not None and _same_address(name, str(server[0]))
 
-    def _auth_refusal(self, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+    def _auth_refusal(self, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]] | None:
         if not self._digests:
             return None
         token = _bearer(scope["headers"])
@@ -108,7 +106,7 @@ class ListenerGuard:
             else "Incorrect API key provided."
         )
         body = simple_error(401, message, "invalid_request_error", "invalid_api_key")
-        return 401, body, [(b"www-authenticate", b"Bearer")]
+        return 401, body, [("www-authenticate", "Bearer")]
 
 
 def _digest(value: bytes) -> bytes:
@@ -139,9 +137,3 @@ def _same_address(name: str, local: str) -> bool:
         return ipaddress.ip_address(name) == ipaddress.ip_address(local)
     except ValueError:
         return False
-
-
-async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    raw = [_JSON, (b"content-length", str(len(body)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
-from dispatcher import Daemon
+from config import parse_config
+from dispatcher import Daemon, JobStore
 
 from .helpers import running_daemon, uds_client
 
@@ -55,6 +58,18 @@ model = "mock-mini"
 def running(tmp_path: Path, text: str) -> contextlib.AbstractAsyncContextManager[Daemon]:
     """Run a daemon in this event loop; `stop()` it on exit and wait until it returns."""
     return running_daemon(text, tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def running_on(tmp_path: Path, text: str, store: JobStore) -> AsyncIterator[Daemon]:
+    """`running`, with `store` as the daemon's job store."""
+    daemon = Daemon(parse_config(text), tmp_path, store=store)
+    async with anyio.create_task_group() as tg:
+        await tg.start(daemon.run)
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
 
 
 def client(daemon: Daemon) -> httpx.AsyncClient:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 
-from dispatcher._batch import BatchBar, BatchProgress, default_output
+from dispatcher.cli._batch import BatchBar, BatchProgress, default_output
 
 from .jobsupport import config_text, running, stored
 from .test_jobs_batch import MALFORMED, UNKNOWN_MODEL, batch_file, read_output

@@ -131,7 +131,7 @@ def test_cluster_table_validates_and_never_prints_the_password() -> None:
 def test_no_redis_import_without_a_cluster() -> None:
     """A daemon without [cluster] (built, CLI loaded) never imports redis."""
     code = (
-        "import sys, pathlib, dispatcher, dispatcher._cli\n"
+        "import sys, pathlib, dispatcher, dispatcher.cli\n"
         "from config import parse_config\n"
         "d = dispatcher.Daemon(parse_config(''), pathlib.Path('.'))\n"
         "assert d.cluster is None\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, default_config_path, load_config, parse_config
-from dispatcher._cli import main
+from dispatcher.cli import main
 
 DEP = '[[deployment]]\nname = "a"\ngroup = "g"\nprovider = "openai"\nmodel = "gpt-4o-mini"\n'
 

@@ -31,7 +31,7 @@ SLOW = 20
 BOOT = (
     "import resource, sys\n"
     f"resource.setrlimit(resource.RLIMIT_NOFILE, ({FD_LIMIT}, {FD_LIMIT}))\n"
-    "from dispatcher._cli import main\n"
+    "from dispatcher.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

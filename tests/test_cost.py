@@ -19,7 +19,7 @@ from config import (
     model_table,
     parse_config,
 )
-from dispatcher._cli import main
+from dispatcher.cli import main
 
 from .fakes import OpenAIFake, serve_app
 from .helpers import chat_json, completion, running_daemon, stack, uds_client

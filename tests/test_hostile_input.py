@@ -83,11 +83,11 @@ async def test_integers_out_of_range_are_400(
     daemon: Daemon, http: httpx.AsyncClient, path: str, body: dict[str, Any], param: str
 ) -> None:
     """Every integer has a range at decode time: out of it is a 400 naming it, never a crash."""
-    before = stored(daemon.jobs.store.path)
+    before = stored(daemon.store_path)
     response = await http.post(path, json=body)
     error = assert_error_shape(response, 400, "invalid_request")
     assert error["param"] == param
-    assert stored(daemon.jobs.store.path) == before
+    assert stored(daemon.store_path) == before
     await assert_still_serving(http)
 
 
@@ -232,10 +232,10 @@ async def test_only_json_bodies_are_accepted(
     """A browser's simple request (text/plain, a form) is a 415: no CSRF on a loopback port."""
     body = msgspec.json.encode(GOOD if path == CHAT else {"request": GOOD})
     headers = {} if content_type is None else {"content-type": content_type}
-    before = stored(daemon.jobs.store.path)
+    before = stored(daemon.store_path)
     response = await http.post(path, content=body, headers=headers)
     assert_error_shape(response, 415, "unsupported_media_type")
-    assert stored(daemon.jobs.store.path) == before
+    assert stored(daemon.store_path) == before
     await assert_still_serving(http)
 
 

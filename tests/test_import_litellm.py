@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from config import Config, load_config, parse_config
-from dispatcher._cli import main
-from dispatcher._litellm import AnyEnvironment, LiteLLMConfigError, import_litellm
+from dispatcher.cli import main
+from dispatcher.cli._litellm import AnyEnvironment, LiteLLMConfigError, import_litellm
 
 ENV = {
     "AZURE_API_KEY_EU": "azure-eu-secret",

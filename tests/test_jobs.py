@@ -9,8 +9,20 @@ from typing import Any
 import anyio
 import pytest
 
+from config import parse_config
+
 from .fakes import OpenAIFake, error, serve_app, wait
-from .jobsupport import client, config_text, finished, job_body, running, stored, submit
+from .jobstores import STORES
+from .jobsupport import (
+    client,
+    config_text,
+    finished,
+    job_body,
+    running,
+    running_on,
+    stored,
+    submit,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +80,7 @@ async def test_idempotency_key_returns_the_same_job_or_409(tmp_path: Path) -> No
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert done.status_code == 200
     assert done.json() == {"id": first.json()["id"], "status": "succeeded"}
-    assert len(stored(daemon.jobs.store.path)) == 1
+    assert len(stored(daemon.store_path)) == 1
 
 
 async def test_cancel_queued_and_running_jobs(tmp_path: Path) -> None:
@@ -274,7 +286,7 @@ async def test_malformed_job_bodies(
     assert response.status_code == status, response.text
     error_ = response.json()["error"]
     assert (error_["code"], error_["param"]) == (code, param)
-    assert stored(daemon.jobs.store.path) == {}
+    assert stored(daemon.store_path) == {}
 
 
 async def test_listing_and_status(tmp_path: Path) -> None:
@@ -392,10 +404,72 @@ async def test_shutdown_leaves_queued_jobs_and_the_next_start_runs_them(tmp_path
                 daemon.stop()
                 await anyio.wait_all_tasks_blocked()
                 release.set()
-            path = daemon.jobs.store.path
+            path = daemon.store_path
             first = stored(path)
             async with running(tmp_path, text) as again, client(again) as http:
                 jobs = [await finished(http, job_id) for job_id in ids]
     assert [first[job_id][0] for job_id in ids] == ["succeeded", "queued", "queued"]
     assert [job["status"] for job in jobs] == ["succeeded"] * 3
     assert [r.json["messages"][0]["content"] for r in fake.requests] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+async def test_the_daemon_runs_jobs_on_any_store(tmp_path: Path, kind: str) -> None:
+    """Submit, deduplicate, run, cancel and restart over each store of the contract suite."""
+    place = STORES[kind](tmp_path / "store")
+    (tmp_path / "store").mkdir(mode=0o700)
+    with anyio.fail_after(10):
+        async with running_on(tmp_path, config_text(), place()) as daemon:
+            async with client(daemon) as http:
+                first = await submit(http, text="a", idempotency_key="k")
+                again = await http.post("/v1/jobs", json=job_body(text="a", idempotency_key="k"))
+                done = await finished(http, first)
+        async with running_on(tmp_path, config_text(), place()) as daemon:
+            async with client(daemon) as http:
+                later = (await http.get(f"/v1/jobs/{first}")).json()
+                listed = (await http.get("/v1/jobs")).json()["data"]
+                status = (await http.get("/v1/status")).json()["jobs"]
+    assert (again.status_code, again.json()["id"]) == (200, first)
+    assert done["status"] == "succeeded"
+    assert done["result"]["choices"][0]["message"]["content"] == "mock: a"
+    assert later == done
+    assert [job["id"] for job in listed] == [first]
+    assert status["succeeded"] == 1
+
+
+async def test_a_reload_reaches_the_jobs(tmp_path: Path) -> None:
+    """After a reload jobs validate against and run on the new groups and deployments."""
+    extra = '[[deployment]]\nname = "added"\ngroup = "extra"\nprovider = "mock"\nmodel = "m"\n'
+    async with running(tmp_path, config_text()) as daemon, client(daemon) as http:
+        with anyio.fail_after(10):
+            before = await http.post("/v1/jobs", json=job_body("extra"))
+            await daemon.reload(parse_config(config_text(extra=extra)))
+            job = await finished(http, await submit(http, "extra", "after"))
+    assert before.status_code == 404
+    assert job["status"] == "succeeded"
+    assert [a["deployment"] for a in job["attempts"]] == ["added"]
+
+
+async def test_stopping_answers_long_polls_at_once(tmp_path: Path) -> None:
+    """A long-poll in progress when the daemon stops answers now, with the job as it is."""
+    fake = OpenAIFake(api_key="sk-jobs")
+    release = anyio.Event()
+    fake.script(wait(release))
+    polled: list[dict[str, Any]] = []
+    async with serve_app(fake) as url:
+        async with running(tmp_path, config_text(url)) as daemon, client(daemon) as http:
+            with anyio.fail_after(10):
+                job_id = await submit(http, "real")
+                await fake.wait_for_requests(1)
+
+                async def poll() -> None:
+                    response = await http.get(f"/v1/jobs/{job_id}", params={"wait": 300})
+                    polled.append(response.json())
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(poll)
+                    await anyio.wait_all_tasks_blocked()
+                    assert not polled
+                    daemon.stop()
+                release.set()
+    assert [job["status"] for job in polled] == ["running"]

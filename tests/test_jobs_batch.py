@@ -15,8 +15,7 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 
 from dispatcher import DaemonError
-from dispatcher._batch import default_output, run_batch
-from dispatcher._cli import main
+from dispatcher.cli import default_output, main, run_batch
 
 from .jobsupport import client, config_text, running, stored
 
@@ -111,7 +110,7 @@ async def test_batch_interrupted_and_resumed(tmp_path: Path) -> None:
     assert errors[150]["custom_id"] == "x150" and "url" in errors[150]["error"]["message"]
     assert errors[99]["custom_id"] is None
     # 500 lines - 5 malformed - 1 refused: each submitted once, interruption or not.
-    assert len(stored(daemon.jobs.store.path)) == 494
+    assert len(stored(daemon.store_path)) == 494
 
 
 async def test_cli_submit_jobs_and_status(

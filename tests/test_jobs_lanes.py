@@ -9,7 +9,7 @@ import pytest
 
 from actors import ChatCall
 from dispatcher import NoCapacity
-from dispatcher._joblanes import job_limit, job_room, lanes_of
+from dispatcher.jobs import job_limit, job_room, lanes_of
 
 from .helpers import chat_json, completion, deployments, stack
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from config import ConfigError, parse_config
-from dispatcher._cli import main
+from dispatcher.cli import main
 
 from .helpers import running_daemon, uds_client
 

@@ -60,7 +60,10 @@ _REJECTED = (AttemptRecord(deployment="a", outcome="bad_request", status=400, la
         pytest.param(NoCapacity("inbox_full", 2.0, "g"), 429, None, True, id="429-inbox-full"),
         pytest.param(NoCapacity("rate_limited", 2.0, "g"), 429, None, True, id="429-rpm-tpm"),
         pytest.param(NoCapacity("cooling_down", 2.0, "g"), 503, None, True, id="503-cooling"),
-        pytest.param(StoreUnavailable("s", "disk full"), 503, None, False, id="503-store"),
+        pytest.param(StoreUnavailable("disk full"), 503, None, False, id="503-store"),
+        pytest.param(
+            StoreUnavailable("busy", retry_after=1.0), 503, None, True, id="503-store-busy"
+        ),
         pytest.param(DispatchError("bug"), 500, None, False, id="500"),
     ],
 )

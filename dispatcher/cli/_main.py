@@ -1,4 +1,5 @@
-"""`dispatcher` command line: serve, check, and clients of the socket."""
+"""`dispatcher` command line: serve and check here, the socket's clients in `_clients` and
+`_batch` (which import nothing of the server)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import httpx
-import msgspec
 
 from config import (
     Config,
@@ -20,14 +19,12 @@ from config import (
     default_config_path,
     deployment_price,
     load_config,
-    parse_config,
 )
 
+from .._exceptions import DaemonError
 from ._batch import submit_file
-from ._cluster_cli import cluster_lines
-from ._exceptions import DaemonError
-from ._jobs_cli import jobs_line, show_jobs
-from ._litellm import AnyEnvironment, LiteLLMConfigError, import_litellm
+from ._clients import chat, show_jobs, status
+from ._import import import_litellm_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,15 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     check = command("check", "validate a config and print its groups (secrets redacted)")
     check.set_defaults(func=_check)
 
-    chat = command("chat", "send one chat message through the daemon")
-    chat.add_argument("-m", "--model", required=True, help="model group")
-    chat.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
-    chat.add_argument("text", nargs="+")
-    chat.set_defaults(func=_chat)
+    chat_ = command("chat", "send one chat message through the daemon")
+    chat_.add_argument("-m", "--model", required=True, help="model group")
+    chat_.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    chat_.add_argument("text", nargs="+")
+    chat_.set_defaults(func=_chat)
 
-    status = command("status", "show the daemon's deployments: state, inbox, in flight")
-    status.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
-    status.set_defaults(func=_status)
+    status_ = command("status", "show the daemon's deployments: state, inbox, in flight")
+    status_.add_argument("--socket", type=Path, help="daemon socket (default: from the config)")
+    status_.set_defaults(func=_status)
 
     submit = command("submit", "run an OpenAI Batch input file (JSONL) as durable jobs")
     submit.add_argument("file", type=Path, help="batch input: one request per line")
@@ -103,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     port.add_argument("file", type=Path, help="LiteLLM config.yaml")
     port.add_argument("-o", "--output", type=Path, help="write here (mode 0600; default: stdout)")
     port.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    port.set_defaults(func=_import_litellm)
+    port.set_defaults(func=import_litellm_command)
 
     jobs = command("jobs", "list the newest jobs, or show one")
     jobs.add_argument("id", nargs="?", help="a job id: show that job")
@@ -144,8 +141,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # httpx logs every request at INFO: far too much for the hot path of a gateway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from ._daemon import serve
-    from ._workers import Inherited, check_workers, supervise
+    # The server, only for this command.
+    from .._daemon import serve
+    from .._workers import Inherited, check_workers, supervise
 
     path = _config_path(args)
     config = load_config(path)
@@ -245,111 +243,18 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return socket_path
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
-    transport = httpx.HTTPTransport(uds=os.fspath(_socket_path(args)))
-    return httpx.Client(transport=transport, base_url="http://dispatcher", timeout=None)
-
-
 def _chat(args: argparse.Namespace) -> int:
-    body = {"model": args.model, "messages": [{"role": "user", "content": " ".join(args.text)}]}
-    with _client(args) as client:
-        response = client.post("/v1/chat/completions", json=body)
-    if response.status_code != 200:
-        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    data = response.json()
-    message = data["choices"][0]["message"]
-    if message.get("content") is not None:
-        print(message["content"])
-    for call in message.get("tool_calls") or ():
-        print(f"[tool call] {call['function']['name']}({call['function']['arguments']})")
-    deployment = response.headers.get("x-dispatcher-deployment")
-    attempts = response.headers.get("x-dispatcher-attempts")
-    cost = response.headers.get("x-dispatcher-cost-usd")
-    priced = f", ${cost}" if cost is not None else ""
-    print(f"-- {deployment}, {attempts} attempt(s){priced}", file=sys.stderr)
-    return 0
+    return chat(_socket_path(args), args.model, " ".join(args.text))
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        response = client.get("/v1/deployments")
-        jobs = jobs_line(client) if response.status_code == 200 else ""
-        cluster = cluster_lines(client) if response.status_code == 200 else []
-    if response.status_code != 200:
-        print(f"error {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    rows = msgspec.json.decode(response.content)["data"]
-    print(
-        f"{'deployment':24} {'group':16} {'state':10} {'inbox':>9} {'inflight':>9} {'cooldown':>9}"
-        f" {'cost (USD)':>12}"
-    )
-    total = 0.0
-    for row in rows:
-        cost = row.get("cost_usd")
-        total += cost or 0.0
-        print(
-            f"{row['name']:24} {row['group']:16} {row['state']:10} "
-            f"{row['inbox_used']:>4}/{row['inbox_size']:<4} "
-            f"{row['inflight']:>4}/{row['concurrency']:<4} "
-            f"{row['cooldown_remaining_s']:>8.1f}s "
-            + (f"{cost:>12.6f}" if cost is not None else f"{'no price':>12}")
-        )
-    unpriced = sum(1 for row in rows if row.get("cost_usd") is None)
-    print(
-        f"cost since start: ${total:.6f}"
-        + (f" ({unpriced} deployment(s) without a price not counted)" if unpriced else "")
-    )
-    print(jobs)
-    for line in cluster:
-        print(line)
-    return 0
+    return status(_socket_path(args))
 
 
 def _submit(args: argparse.Namespace) -> int:
     return submit_file(_socket_path(args), args.file, args.output, concurrency=args.concurrency)
 
 
-def _import_litellm(args: argparse.Namespace) -> int:
-    try:
-        text = Path(args.file).read_text(encoding="utf-8")
-        imported = import_litellm(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"dispatcher: {args.file}: cannot read: {exc}", file=sys.stderr)
-        return 1
-    except LiteLLMConfigError as exc:
-        print(f"dispatcher: {args.file}: {exc}", file=sys.stderr)
-        return 1
-    toml = imported.toml(str(args.file))
-    # The result must load as it is (secrets from the environment are checked at `check`).
-    config = parse_config(toml, file="<imported>", env=AnyEnvironment())
-    if args.output is not None:
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
-        try:
-            fd = os.open(args.output, flags, 0o600)
-        except FileExistsError:
-            print(f"dispatcher: {args.output} exists (--force to overwrite)", file=sys.stderr)
-            return 1
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(toml)
-    else:
-        sys.stdout.write(toml)
-    groups = config.groups()
-    report = [
-        f"{len(config.deployment)} deployment(s) in {len(groups)} group(s)"
-        + (f" written to {args.output}" if args.output is not None else "")
-    ]
-    if imported.skipped:
-        report.append(f"not carried over ({len(imported.skipped)}):")
-        report.extend(f"  {s.key}: {s.reason}" for s in imported.skipped)
-    report.extend(f"note: {note}" for note in imported.notes)
-    if args.output is not None:
-        report.append(f"next: dispatcher check --config {args.output}")
-    print("\n".join(report), file=sys.stderr)
-    return 0
-
-
 def _jobs(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        print(show_jobs(client, args.id, args.status, args.limit))
+    print(show_jobs(_socket_path(args), args.id, args.status, args.limit))
     return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from actors import DeploymentActor
 
-from ._supervisor import Supervisor
+from .._supervisor import Supervisor
 
 
 def job_limit(actor: DeploymentActor) -> int:

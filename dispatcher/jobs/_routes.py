@@ -8,8 +8,10 @@
     GET    /v1/status               job counts (what `dispatcher status` shows)
 
 The chat request is kept as the client's own JSON bytes (`request`), validated
-here once; `metadata`, `priority` and the rest stay in the job's envelope and
-never reach a provider.
+here once (by the same translator as a live request's, its path under `request`);
+`metadata`, `priority` and the rest stay in the job's envelope and never reach a
+provider. A failed job's error, kept as data, is rendered by the error table as the
+live request's error object plus its `http_status`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
-from urllib.parse import parse_qs
 
 import anyio
 import msgspec
@@ -28,14 +28,24 @@ from msgspec import UNSET, Meta, UnsetType
 
 from actors import call_decoder, encoder
 
-from ._api import ClientGone, Receive, Scope, Send, _read_body, _respond
-from ._bodies import check_nesting, decode_body
-from ._errors import error_answer, simple_error
-from ._exceptions import DispatchError, InvalidRequest, UnknownGroup, clip
-from ._jobs import Jobs
-from ._jobsql import STATUSES, JobRow, NewJob, Status
-
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .._errors import render
+from .._exceptions import AttemptRecord, DispatchError, InvalidRequest, UnknownGroup, clip
+from .._http import (
+    ClientGone,
+    Handler,
+    Receive,
+    Scope,
+    Send,
+    check_nesting,
+    decode_body,
+    query,
+    query_one,
+    read_body,
+    respond,
+    respond_error,
+)
+from ._model import STATUSES, Job, NewJob, Status
+from ._scheduler import Jobs
 
 MAX_WAIT_S: Final = 600.0
 MAX_LIMIT: Final = 1000
@@ -43,7 +53,6 @@ MAX_TIMEOUT_S: Final = 86400.0
 """A job's own deadline (`timeout_s`) is at most a day."""
 MIN_PRIORITY: Final = -(2**31)
 MAX_PRIORITY: Final = 2**31 - 1
-_ITEM: Final = "/v1/jobs/"
 _DIGITS: Final = re.compile(r"[0-9]{1,4}")
 
 
@@ -59,101 +68,114 @@ class JobSubmission(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     priority: Annotated[int, Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
 
 
+class AttemptView(msgspec.Struct, frozen=True):
+    """One attempt as a job lists it (its message shows in the error, when it failed; the
+    answering attempt's `cost_usd` when its model has a price)."""
+
+    deployment: str
+    outcome: str
+    status: int | None
+    latency_ms: float
+    cost_usd: float | UnsetType = UNSET
+
+
+class ErrorView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A failed job's error: the object a live request would have got, and its status."""
+
+    message: str
+    type: str
+    code: str
+    param: str | None
+    attempts: tuple[AttemptRecord, ...] | UnsetType = UNSET
+    http_status: int
+
+
 class JobView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A job as the API shows it; stored JSON is spliced in as is."""
+    """A job as the API shows it; the stored result and metadata are spliced in as is."""
 
     id: str
     status: str
     model: str
     created_at: int
-    attempts: msgspec.Raw
+    attempts: tuple[AttemptView, ...]
     result: msgspec.Raw | UnsetType = UNSET
-    error: msgspec.Raw | UnsetType = UNSET
+    error: ErrorView | UnsetType = UNSET
     metadata: msgspec.Raw | UnsetType = UNSET
 
 
 _submission: Final = msgspec.json.Decoder(JobSubmission)
 
 
-class JobsApi:
-    """Route handlers over a `Jobs` scheduler."""
+class JobRoutes:
+    """Route handlers over a `Jobs` scheduler (`routes()`: the table the daemon composes)."""
 
-    def __init__(self, jobs: Jobs, groups: Callable[[], tuple[str, ...]], *, max_body_bytes: int):
+    def __init__(self, jobs: Jobs, *, max_body_bytes: int) -> None:
         self.jobs = jobs
-        self._groups = groups
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
             ("POST", "/v1/jobs"): self.submit,
             ("GET", "/v1/jobs"): self.list_jobs,
+            ("GET", "/v1/jobs/{id}"): self.get,
+            ("DELETE", "/v1/jobs/{id}"): self.cancel,
             ("GET", "/v1/status"): self.status,
         }
-
-    def item_route(self, method: str, path: str) -> Handler | None:
-        """The handler for `/v1/jobs/{id}` (None: not such a path)."""
-        if not path.startswith(_ITEM) or "/" in path[len(_ITEM) :] or len(path) == len(_ITEM):
-            return None
-        if method == "GET":
-            return self.get
-        if method == "DELETE":
-            return self.cancel
-        return _method_not_allowed
 
     # -- handlers ------------------------------------------------------------------
 
     async def submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = await _read_body(scope, receive, self.max_body_bytes)
+            body = await read_body(scope, receive, self.max_body_bytes)
             job_id, status, created = await self.jobs.submit(self.new_job(body))
         except ClientGone:
             return
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
         answer = msgspec.json.encode({"id": job_id, "status": status})
-        await _respond(send, 202 if created else 200, answer)
+        await respond(send, 202 if created else 200, answer)
 
     async def get(self, scope: Scope, receive: Receive, send: Send) -> None:
-        job_id = scope["path"][len(_ITEM) :]
+        job_id = scope["path_params"]["id"]
         try:
-            wait_s = _wait(_query(scope))
+            wait_s = _wait(query(scope))
             if wait_s:
                 found = await self._long_poll(job_id, wait_s, receive)
                 if found is None:
                     return  # the client left during the long-poll
-                row = found
+                job = found
             else:
-                row = await self.jobs.get(job_id)
+                job = await self.jobs.get(job_id)
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
-        await _respond(send, 200, encoder.encode(view(row)))
+        await respond(send, 200, encoder.encode(view(job)))
 
     async def cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            row = await self.jobs.cancel(scope["path"][len(_ITEM) :])
+            job = await self.jobs.cancel(scope["path_params"]["id"])
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
-        await _respond(send, 200, encoder.encode(view(row)))
+        await respond(send, 200, encoder.encode(view(job)))
 
     async def list_jobs(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = _query(scope)
+        params = query(scope)
         try:
-            status = _status(query)
-            limit = _limit(query)
-            rows = await self.jobs.recent(status, limit + 1)
+            status = _status(params)
+            limit = _limit(params)
+            jobs = await self.jobs.recent(status, limit + 1)
         except DispatchError as exc:
-            await _error(send, exc)
+            await respond_error(send, exc)
             return
-        data = [view(row) for row in rows[:limit]]
-        body = {"object": "list", "data": data, "has_more": len(rows) > limit}
-        await _respond(send, 200, encoder.encode(body))
+        data = [view(job) for job in jobs[:limit]]
+        body = {"object": "list", "data": data, "has_more": len(jobs) > limit}
+        await respond(send, 200, encoder.encode(body))
 
     async def status(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = {"object": "status", "jobs": self.jobs.statistics()}
-        await _respond(send, 200, encoder.encode(body))
+        await respond(send, 200, encoder.encode(body))
 
     # -- helpers -------------------------------------------------------------------
 
@@ -168,25 +190,29 @@ class JobsApi:
                 "jobs are not streamed: leave out request.stream or set it to false",
                 param="request.stream",
             )
-        groups = self._groups()
+        groups = self.jobs.groups()
         if call.model not in groups:
             raise UnknownGroup(call.model, groups)
         metadata = submission.metadata
+        key = submission.idempotency_key
+        # Only a key compares requests, and it must not care how they were spelled (key
+        # order, spaces): then, and only then, the request is encoded canonically once.
+        digest = b"" if key is None else hashlib.sha256(encoder.encode(call)).digest()
         return NewJob(
             id=f"job_{secrets.token_hex(12)}",
             model=call.model,
             request=request,
-            digest=hashlib.sha256(encoder.encode(call)).digest(),
-            idempotency_key=submission.idempotency_key,
+            digest=digest,
+            idempotency_key=key,
             metadata=None if metadata is None else encoder.encode(metadata),
             timeout_s=submission.timeout_s,
             priority=submission.priority,
             created_at=time.time(),
         )
 
-    async def _long_poll(self, job_id: str, wait_s: float, receive: Receive) -> JobRow | None:
+    async def _long_poll(self, job_id: str, wait_s: float, receive: Receive) -> Job | None:
         """`Jobs.get` with a wait, given up when the client disconnects."""
-        found: list[JobRow] = []
+        found: list[Job] = []
         failed: list[DispatchError] = []
         async with anyio.create_task_group() as tg:
 
@@ -206,40 +232,41 @@ class JobsApi:
         return found[0] if found else None
 
 
-def view(row: JobRow) -> JobView:
+def view(job: Job) -> JobView:
+    error: ErrorView | UnsetType = UNSET
+    if job.error is not None:
+        status, shown, _ = render(job.error, job.attempts)
+        error = ErrorView(
+            message=shown.message,
+            type=shown.type,
+            code=shown.code,
+            param=shown.param,
+            attempts=shown.attempts,
+            http_status=status,
+        )
     return JobView(
-        id=row.id,
-        status=row.status,
-        model=row.model,
-        created_at=int(row.created_at),
-        attempts=msgspec.Raw(row.attempts or b"[]"),
-        result=UNSET if row.result is None else msgspec.Raw(row.result),
-        error=UNSET if row.error is None else msgspec.Raw(row.error),
-        metadata=UNSET if row.metadata is None else msgspec.Raw(row.metadata),
+        id=job.id,
+        status=job.status,
+        model=job.model,
+        created_at=int(job.created_at),
+        attempts=tuple(
+            AttemptView(
+                a.deployment,
+                a.outcome,
+                a.status,
+                a.latency_ms,
+                UNSET if a.cost_usd is None else a.cost_usd,
+            )
+            for a in job.attempts
+        ),
+        result=UNSET if job.result is None else msgspec.Raw(job.result),
+        error=error,
+        metadata=UNSET if job.metadata is None else msgspec.Raw(job.metadata),
     )
 
 
-async def _method_not_allowed(scope: Scope, receive: Receive, send: Send) -> None:
-    body = simple_error(405, "Method not allowed", "invalid_request_error", "method_not_allowed")
-    await _respond(send, 405, body)
-
-
-async def _error(send: Send, exc: DispatchError) -> None:
-    answer = error_answer(exc)
-    await _respond(send, answer.status, answer.body, answer.headers)
-
-
-def _query(scope: Scope) -> dict[str, list[str]]:
-    return parse_qs(scope.get("query_string", b"").decode("latin-1"))
-
-
-def _one(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[-1] if values else None
-
-
-def _wait(query: dict[str, list[str]]) -> float:
-    raw = _one(query, "wait")
+def _wait(params: dict[str, list[str]]) -> float:
+    raw = query_one(params, "wait")
     if raw is None:
         return 0.0
     try:
@@ -254,8 +281,8 @@ def _wait(query: dict[str, list[str]]) -> float:
     return value
 
 
-def _status(query: dict[str, list[str]]) -> Status | None:
-    raw = _one(query, "status")
+def _status(params: dict[str, list[str]]) -> Status | None:
+    raw = query_one(params, "status")
     if raw is None or raw == "":
         return None
     for status in STATUSES:
@@ -266,8 +293,8 @@ def _status(query: dict[str, list[str]]) -> Status | None:
     )
 
 
-def _limit(query: dict[str, list[str]]) -> int:
-    raw = _one(query, "limit")
+def _limit(params: dict[str, list[str]]) -> int:
+    raw = query_one(params, "limit")
     if raw is None:
         return 20
     # ASCII digits only: str.isdigit() also takes '²', which int() refuses.

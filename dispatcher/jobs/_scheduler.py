@@ -1,21 +1,24 @@
 """The job scheduler: durable jobs fed, a bounded number at a time, into the supervisor.
 
-    submit ──commit──▶ queued ──room?──▶ running ──Supervisor.complete──▶ succeeded | failed
-                         ▲                  │                              (written once)
-                         └── NoCapacity ────┘ (back off, retry later)      cancelled (DELETE)
+    submit ──durable──▶ queued ──room?──▶ running ──Supervisor.complete──▶ succeeded | failed
+                          ▲                  │                              (written once)
+                          └── NoCapacity ────┘ (back off, retry later)      cancelled (DELETE)
 
 - At most `[jobs].concurrency` jobs run at once; among queued jobs the highest
   `priority` goes first, then the oldest. A job is only started when its group's
-  job lanes have room (see `_joblanes`), so a backlog never takes the capacity
+  job lanes have room (see `_lanes`), so a backlog never takes the capacity
   live requests need; live requests are never queued behind jobs.
 - `NoCapacity` (every lane full, cooling down, out of budget) puts the job back
   in the queue with a backoff (a cooldown's own retry time when it has one); it
-  never fails the job. Every other `DispatchError` fails it with the error body
-  a live request would have received.
+  never fails the job. Every other `DispatchError` fails it, its error kept as data.
 - Long-polls wait on the job's `done` event, set right after its terminal state
-  is committed; shutdown wakes them all.
+  is durable; stopping sets them all.
+- A reload reaches the scheduler one way: `use(supervisor)`.
 - Stopping: no job starts; running ones get `drain_timeout_s` to finish, then are
-  cancelled and stay queued/running in the store, to be re-run at the next start.
+  cancelled and stay queued/running in the store, to be run again at the next start.
+
+The store is the truth (see `JobStore`); this holds the order in which this process
+starts what the store holds unfinished, and the jobs it has not settled yet.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
 from typing import Final
 
 import anyio
@@ -33,7 +36,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors import call_decoder
 from config import JobsConfig
 
-from ._exceptions import (
+from .._exceptions import (
     DaemonError,
     DispatchError,
     IdempotencyConflict,
@@ -42,13 +45,13 @@ from ._exceptions import (
     StoreUnavailable,
     UnknownJob,
 )
-from ._joblanes import lanes_of, room
-from ._jobqueue import JobQueue, LiveJob
-from ._jobresults import cancelled, failed, outcome_label, succeeded
-from ._jobsql import STATUSES, TERMINAL, JobOutcome, JobRow, NewJob, Status
-from ._jobstore import JobStore
-from ._metrics import Metrics
-from ._supervisor import Supervisor
+from .._metrics import Metrics
+from .._supervisor import Supervisor
+from ._lanes import lanes_of, room
+from ._model import STATUSES, TERMINAL, Job, NewJob, Outcome, Status
+from ._outcomes import cancelled, failed, outcome_label, succeeded
+from ._queue import JobQueue, LiveJob
+from ._store import JobStore
 
 logger = logging.getLogger("dispatcher.jobs")
 
@@ -68,129 +71,134 @@ class JobsStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Jobs:
-    """Durable jobs of one daemon: the store, the scheduler, and what the API asks of them."""
+    """Durable jobs of one daemon: the scheduler over a store, and what the API asks of it.
+
+    `await open()`, then `await tg.start(jobs.run)`; `stop()` starts no more jobs,
+    `aclose()` waits until running jobs drained and the store committed what it holds.
+    """
 
     def __init__(
         self,
         store: JobStore,
-        supervisor: Callable[[], Supervisor],
+        supervisor: Supervisor,
         metrics: Metrics,
         config: JobsConfig,
         *,
         drain_timeout_s: float,
     ) -> None:
         self.store = store
-        self._supervisor = supervisor
         self._metrics = metrics
         self._concurrency = config.concurrency
         self._retention_s = config.retention_s
         self._drain_timeout_s = drain_timeout_s
+        self._supervisor = supervisor
+        self._lanes = lanes_of(supervisor)
         self._live: dict[str, LiveJob] = {}
         self._queue = JobQueue()
-        self._launching: dict[str, int] = {}
-        self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self._counts: Counter[Status] = Counter(dict.fromkeys(STATUSES, 0))
+        self._launching: Counter[str] = Counter()
+        """Jobs started per group whose first attempt was not admitted yet."""
         self._in_flight = 0
         self._wake = anyio.Event()
-        self._idle = anyio.Event()
-        self._closed = anyio.Event()
-        self._finished = anyio.Event()
         self._stopping = False
-        self._started = False
-        self._waiters: set[anyio.CancelScope] = set()
-        self._base: Supervisor | None = None
-        self._lanes: Supervisor | None = None
+        self._closing = anyio.Event()
+        self._closed = anyio.Event()
         metrics.watch_jobs(self.counts)
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def open(self) -> None:
-        """Open the store (`DaemonError` naming the file and the reason when it cannot)."""
-        counts = self.store.open()
-        for status in TERMINAL:
-            self._counts[status] = counts[status]
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Resume unfinished jobs, then schedule until `stop()`; returns after `aclose()`."""
-        self._started = True
+    async def open(self) -> None:
+        """Open the store and queue its unfinished jobs (`DaemonError` when it cannot)."""
+        await self.store.open()
         try:
+            counts = await self.store.counts()
             unfinished = await self.store.unfinished()
         except StoreUnavailable as exc:
-            raise DaemonError(f"job store {exc.path}: {exc.reason}") from None
-        for row in unfinished:
-            self._enqueue(LiveJob(row, None))
+            self.store.close()
+            raise DaemonError(f"job store {self.store.name}: {exc.reason}") from None
+        for status in TERMINAL:
+            self._counts[status] = counts[status]
+        for job in unfinished:
+            self._enqueue(LiveJob(job, None))
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Schedule until `stop()`, drain, and return after `aclose()`."""
         async with anyio.create_task_group() as tg:
             await tg.start(self.store.run)
             sweeper = anyio.CancelScope()
             tg.start_soon(self._sweep_periodically, sweeper)
-            async with anyio.create_task_group() as jobs_tg:
-                if self._live:
-                    logger.info("resuming %d unfinished jobs", len(self._live))
-                task_status.started()
-                await self._dispatch(jobs_tg)
-                with anyio.move_on_after(self._drain_timeout_s):
-                    await self._idle.wait()
-                if self._in_flight:
-                    logger.info("%d running jobs stay queued for the next start", self._in_flight)
-                jobs_tg.cancel_scope.cancel()
-            await self._closed.wait()
+            if self._live:
+                logger.info("resuming %d unfinished jobs", len(self._live))
+            task_status.started()
+            async with anyio.create_task_group() as running:
+                await self._dispatch(running)
+                # Running jobs get drain_timeout_s; those cut then stay in the store.
+                running.cancel_scope.deadline = anyio.current_time() + self._drain_timeout_s
+            if running.cancel_scope.cancel_called:
+                logger.info("drain_timeout_s passed: jobs still running stay for the next start")
+            await self._closing.wait()
             sweeper.cancel()
-            self.store.close_writes()
-        self._finished.set()
+            self.store.stop()
+        self._closed.set()
+
+    def use(self, supervisor: Supervisor) -> None:
+        """Run jobs on `supervisor` from now on (a reload's new deployments and groups)."""
+        self._supervisor = supervisor
+        self._lanes = lanes_of(supervisor)
+        self._wake.set()
+
+    def groups(self) -> tuple[str, ...]:
+        """The model groups a job may name now."""
+        return self._supervisor.groups()
 
     def stop(self) -> None:
         """Start no more jobs; running ones drain (bounded); long-polls answer now."""
         self._stopping = True
-        if not self._in_flight:
-            self._idle.set()
         self._wake.set()
-        for scope in self._waiters:
-            scope.cancel()
+        for live in self._live.values():
+            live.done.set()
 
     async def aclose(self) -> None:
         """Stop, let running jobs drain, commit what is queued for the store, and return."""
         self.stop()
-        self._closed.set()
-        if self._started:
-            await self._finished.wait()
+        self._closing.set()
+        await self._closed.wait()
 
     # -- what the API asks -------------------------------------------------------
 
     async def submit(self, job: NewJob) -> tuple[str, Status, bool]:
-        """Commit `job`: (id, status, created). An idempotent repeat returns the first job."""
-        # Shielded: once committed, the job is registered here even if the caller is gone.
+        """Store `job`: (id, status, created). An idempotent repeat returns the first job."""
+        # Shielded: once durable, the job is registered here even if the caller is gone.
         with anyio.CancelScope(shield=True):
             existing = await self.store.insert(job)
-        if existing is not None:
-            if existing.digest != job.digest:
-                raise IdempotencyConflict(job.idempotency_key or "", existing.id)
-            live = self._live.get(existing.id)
-            status = live.status if live and existing.status not in TERMINAL else existing.status
-            return existing.id, status, False
-        self._metrics.job_submitted()
-        self._enqueue(LiveJob(job, job.request))
-        return job.id, "queued", True
+            if existing is None:
+                self._metrics.job_submitted()
+                self._enqueue(LiveJob(job, job.request))
+        if existing is None:
+            return job.id, "queued", True
+        if existing.digest != job.digest:
+            raise IdempotencyConflict(job.idempotency_key or "", existing.id)
+        live = self._live.get(existing.id)
+        status = live.status if live and existing.status not in TERMINAL else existing.status
+        return existing.id, status, False
 
-    async def get(self, job_id: str, *, wait_s: float = 0.0) -> JobRow:
+    async def get(self, job_id: str, *, wait_s: float = 0.0) -> Job:
         """The job; with `wait_s`, once it is terminal or after that long, whichever first."""
         live = self._live.get(job_id)
         if live is not None and wait_s > 0 and not self._stopping:
-            with anyio.move_on_after(wait_s) as scope:
-                self._waiters.add(scope)
-                try:
-                    await live.done.wait()
-                finally:
-                    self._waiters.discard(scope)
+            with anyio.move_on_after(wait_s):
+                await live.done.wait()
         if live is not None and live.final is not None:
-            return live.final  # committed just now: no need to read it back
-        row = await self.store.get(job_id)
-        if row is None:
+            return live.final  # durable just now: no need to read it back
+        job = await self.store.get(job_id)
+        if job is None:
             raise UnknownJob(job_id)
-        return self._overlay(row)
+        return self._overlay(job)
 
-    async def recent(self, status: Status | None, limit: int) -> list[JobRow]:
-        return [self._overlay(row) for row in await self.store.recent(status, limit)]
+    async def recent(self, status: Status | None, limit: int) -> list[Job]:
+        return [self._overlay(job) for job in await self.store.recent(status, limit)]
 
-    async def cancel(self, job_id: str) -> JobRow:
+    async def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job never starts, a running one's attempt is cancelled."""
         live = self._live.get(job_id)
         if live is not None and not live.cancelled:
@@ -213,17 +221,23 @@ class Jobs:
         """Remove jobs finished more than `retention_s` before `now` (default: the clock)."""
         now = time.time() if now is None else now
         removed = await self.store.sweep(now - self._retention_s)
-        for status, count in removed.items():
-            self._counts[status] -= count
+        self._counts.subtract(removed)
         return sum(removed.values())
 
     def counts(self) -> dict[str, int]:
-        """Jobs by status (queued and running from memory, the rest as committed)."""
-        return dict(self._counts)
+        """Jobs by status (queued and running from memory, the rest as stored)."""
+        return {status: self._counts[status] for status in STATUSES}
 
     def statistics(self) -> JobsStatistics:
+        c = self._counts
         return JobsStatistics(
-            **self._counts, in_flight=self._in_flight, concurrency=self._concurrency
+            queued=c["queued"],
+            running=c["running"],
+            succeeded=c["succeeded"],
+            failed=c["failed"],
+            cancelled=c["cancelled"],
+            in_flight=self._in_flight,
+            concurrency=self._concurrency,
         )
 
     def __repr__(self) -> str:
@@ -236,26 +250,27 @@ class Jobs:
     # -- scheduling --------------------------------------------------------------
 
     def _set_status(self, live: LiveJob, status: Status) -> None:
+        """The one place a live job's status (and so the counts) change."""
         self._counts[live.status] -= 1
         self._counts[status] += 1
         live.status = status
 
-    def _overlay(self, row: JobRow) -> JobRow:
-        live = self._live.get(row.id)
-        if live is None or row.status in TERMINAL or live.status == row.status:
-            return row
-        return msgspec.structs.replace(row, status=live.status)
+    def _overlay(self, job: Job) -> Job:
+        live = self._live.get(job.id)
+        if live is None or job.status in TERMINAL or live.status == job.status:
+            return job
+        return msgspec.structs.replace(job, status=live.status)
 
     def _enqueue(self, live: LiveJob) -> None:
         self._live[live.id] = live
         self._counts["queued"] += 1
         self._push(live)
 
-    def _wake_up(self) -> None:
-        self._wake.set()
-
     def _push(self, live: LiveJob) -> None:
         self._queue.push(live)
+        self._wake.set()
+
+    def _wake_up(self) -> None:
         self._wake.set()
 
     async def _dispatch(self, tg: TaskGroup) -> None:
@@ -264,7 +279,7 @@ class Jobs:
             due = self._queue.promote(now)
             if self._launch(tg):
                 # Jobs wait for room that live requests hold: wake when a worker frees up.
-                for members in self._lane_supervisor().router.groups.values():
+                for members in self._lanes.router.groups.values():
                     for actor in members:
                         actor.notify_when_idle(self._wake_up)
             with anyio.move_on_after(due - now):
@@ -273,11 +288,11 @@ class Jobs:
 
     def _launch(self, tg: TaskGroup) -> bool:
         """Start the best queued jobs that have room; True when some wait for room."""
-        lanes = self._lane_supervisor()
+        lanes = self._lanes
 
         def has_room(group: str) -> bool:
             free = room(lanes, group)  # None: unknown group, the supervisor will say so
-            return free is None or free > self._launching.get(group, 0)
+            return free is None or free > self._launching[group]
 
         blocked = False
         while self._in_flight < self._concurrency:
@@ -285,17 +300,11 @@ class Jobs:
             blocked = blocked or waiting
             if live is None:
                 break
-            self._launching[live.model] = self._launching.get(live.model, 0) + 1
+            self._launching[live.model] += 1
             self._in_flight += 1
             self._set_status(live, "running")
             tg.start_soon(self._run, live, lanes)
         return blocked
-
-    def _lane_supervisor(self) -> Supervisor:
-        base = self._supervisor()
-        if base is not self._base or self._lanes is None:
-            self._base, self._lanes = base, lanes_of(base)  # a reload swapped the supervisor
-        return self._lanes
 
     async def _run(self, live: LiveJob, lanes: Supervisor) -> None:
         try:
@@ -303,13 +312,11 @@ class Jobs:
         finally:
             self._in_flight -= 1
             live.scope = None
-            if self._stopping and not self._in_flight:
-                self._idle.set()
             self._wake.set()
         if outcome is not None:
             await self._settle(live, *outcome)
 
-    async def _attempt(self, live: LiveJob, lanes: Supervisor) -> tuple[JobOutcome, str] | None:
+    async def _attempt(self, live: LiveJob, lanes: Supervisor) -> tuple[Outcome, str] | None:
         """Run the job once: its terminal outcome, or None (requeued or cancelled)."""
         launched = True
         try:
@@ -327,7 +334,7 @@ class Jobs:
             self.store.mark(live.id, "running")
             started = time.time()
             try:
-                call = call_decoder.decode(request)
+                call = call_decoder.decode(request)  # the one decode of the client's bytes
             except msgspec.MsgspecError as exc:
                 invalid = InvalidRequest(f"stored request no longer valid: {exc}")
                 return failed(invalid), "invalid_request"
@@ -367,7 +374,7 @@ class Jobs:
         self._queue.delay(live, anyio.current_time() + delay)
         self._wake.set()
 
-    async def _settle(self, live: LiveJob, outcome: JobOutcome, label: str) -> None:
+    async def _settle(self, live: LiveJob, outcome: Outcome, label: str) -> None:
         try:
             changed = await self.store.finish(live.id, outcome)
         except StoreUnavailable as exc:
@@ -377,8 +384,8 @@ class Jobs:
         if changed:
             self._settled(live, outcome, label)
 
-    def _settled(self, live: LiveJob, outcome: JobOutcome, label: str) -> None:
-        """The job's terminal state is committed: count it and wake its long-polls."""
+    def _settled(self, live: LiveJob, outcome: Outcome, label: str) -> None:
+        """The job's terminal state is durable: count it and wake its long-polls."""
         if self._live.pop(live.id, None) is None:
             return
         self._set_status(live, outcome.status)

@@ -37,7 +37,7 @@ import msgspec
 from msgspec import Meta
 from tqdm import tqdm
 
-from ._exceptions import DaemonError
+from .._exceptions import DaemonError
 
 CHAT_URL: Final = "/v1/chat/completions"
 _TERMINAL: Final = frozenset(("succeeded", "failed", "cancelled"))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import anyio
 
-from ._jobsql import JobOutcome, JobRow, NewJob, Status
+from ._model import Job, NewJob, Outcome, Status
 
 
 class LiveJob:
@@ -36,35 +36,35 @@ class LiveJob:
         "tries",
     )
 
-    def __init__(self, row: JobRow | NewJob, request: bytes | None) -> None:
-        self.id = row.id
-        self.model = row.model
-        self.priority = row.priority
-        self.created_at = row.created_at
-        self.timeout_s = row.timeout_s
-        self.metadata = row.metadata
+    def __init__(self, job: Job | NewJob, request: bytes | None) -> None:
+        self.id = job.id
+        self.model = job.model
+        self.priority = job.priority
+        self.created_at = job.created_at
+        self.timeout_s = job.timeout_s
+        self.metadata = job.metadata
         self.request = request
         """The request bytes (None for a resumed job: read from the store when it runs)."""
         self.status: Status = "queued"
         self.done = anyio.Event()
-        """Set once the job's terminal state is committed (long-polls wait on it)."""
+        """Set once the job's terminal state is committed, or the daemon stops: long-polls
+        wait on it."""
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
         self.tries = 0
-        self.final: JobRow | None = None
+        self.final: Job | None = None
         """The committed terminal state, for the long-polls `done` wakes."""
 
-    def settle(self, outcome: JobOutcome) -> None:
-        self.final = JobRow(
+    def settle(self, outcome: Outcome) -> None:
+        self.final = Job(
             id=self.id,
             status=outcome.status,
             model=self.model,
             priority=self.priority,
-            seq=0,
             created_at=self.created_at,
-            finished_at=outcome.finished_at,
             timeout_s=self.timeout_s,
             metadata=self.metadata,
+            finished_at=outcome.finished_at,
             attempts=outcome.attempts,
             result=outcome.result,
             error=outcome.error,
