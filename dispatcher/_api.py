@@ -20,7 +20,7 @@ from actors import BreakerState, ChatCall, call_decoder, encoder
 
 from ._bodies import check_nesting, decode_body, require_json
 from ._errors import error_answer, simple_error
-from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest, clip
+from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest, UnknownGroup, clip
 from ._metrics import Metrics
 from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
@@ -34,6 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON: Final = (b"content-type", b"application/json")
+_MODEL: Final = "/v1/models/"
 _LAST_WRITE_S: Final = 0.5
 """How long the last chunk of a stream ended by the drain may wait on a slow client."""
 
@@ -72,6 +73,7 @@ class Api:
             if jobs is not None:
                 routes |= jobs.routes()
         self._jobs = None if metrics_only else jobs
+        self._metrics_only = metrics_only
         self._drain = Drain()
         self._routes = routes
         self._paths = {path for _, path in routes}
@@ -84,12 +86,17 @@ class Api:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        handler = self._routes.get((scope["method"], scope["path"]))
+        path = scope["path"]
+        handler = self._routes.get((scope["method"], path))
         if handler is None and self._jobs is not None:  # /v1/jobs/{id}
-            handler = self._jobs.item_route(scope["method"], scope["path"])
+            handler = self._jobs.item_route(scope["method"], path)
+        # /v1/models/{id}: an id may hold '/' (the SDK escapes it; the server decodes it).
+        is_model = not self._metrics_only and path.startswith(_MODEL) and len(path) > len(_MODEL)
+        if handler is None and is_model and scope["method"] == "GET":
+            handler = self._model
         if handler is not None:
             await handler(scope, receive, send)
-        elif scope["path"] in self._paths:
+        elif path in self._paths or is_model:
             body = simple_error(
                 405, "Method not allowed", "invalid_request_error", "method_not_allowed"
             )
@@ -143,11 +150,18 @@ class Api:
         await _respond(send, 200, payload, headers)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        data = [
-            {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
-            for group in self.supervisor.groups()
-        ]
+        data = [_model_object(group) for group in self.supervisor.groups()]
         await _respond(send, 200, msgspec.json.encode({"object": "list", "data": data}))
+
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One model group as OpenAI's `models.retrieve` answers; 404 `model_not_found`."""
+        group = scope["path"][len(_MODEL) :]
+        groups = self.supervisor.groups()
+        if group in groups:
+            await _respond(send, 200, msgspec.json.encode(_model_object(group)))
+            return
+        answer = error_answer(UnknownGroup(group, groups))
+        await _respond(send, answer.status, answer.body, answer.headers)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, b'{"status":"ok"}')
@@ -183,6 +197,10 @@ class Api:
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = generate_latest(self.metrics.registry)
         await _respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _model_object(group: str) -> dict[str, str | int]:
+    return {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
 
 
 async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drain) -> None:

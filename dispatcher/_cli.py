@@ -18,6 +18,7 @@ from config import Config, ConfigError, default_config_path, load_config
 from ._batch import submit_file
 from ._exceptions import DaemonError
 from ._jobs_cli import jobs_line, show_jobs
+from ._version import VERSION
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dispatcher", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
