@@ -1,11 +1,12 @@
 """The daemon: builds actors, router and supervisor from a config and serves them.
 
 Lifecycle (structured; every task has a parent):
-  start  actors (startup handshake each) -> listeners -> ready
+  start  actors (startup handshake each) -> listeners -> ready (sd_notify READY=1)
   SIGHUP          reload: unchanged deployments keep their actor (state, queue and
                   in-flight work); new ones start; removed ones stop taking attempts and
                   finish what they hold; new requests see the new config at once
-  SIGTERM/SIGINT  listeners stop accepting; in-flight requests finish within
+                  (RELOADING=1 before, READY=1 after, also when the file is refused)
+  SIGTERM/SIGINT  listeners stop accepting (STOPPING=1); in-flight requests finish within
                   drain_timeout_s; actors close their inboxes and drain; exit 0
 """
 
@@ -33,6 +34,7 @@ from ._jobs import Jobs
 from ._jobs_api import JobsApi
 from ._jobstore import JobStore
 from ._metrics import Metrics
+from ._notify import Notifier
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
@@ -50,6 +52,7 @@ class Daemon:
         *,
         config_path: Path | None = None,
         registry: CollectorRegistry | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         _check_providers(config)
         self.config = config
@@ -76,6 +79,7 @@ class Daemon:
         self._stopping = False
         self.tcp_address: tuple[str, int] | None = None
         self.metrics_address: tuple[str, int] | None = None
+        self.notifier = notifier or Notifier()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until `stop()` (or a signal, when `handle_signals` runs beside it)."""
@@ -149,6 +153,8 @@ class Daemon:
                         self.socket_path,
                         limit,
                     )
+                    # The sockets listen: a client that connects now is answered.
+                    self.notifier.ready(self._status_line())
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
                 # ones within drain_timeout_s, the rest stay queued), then the actors.
@@ -208,8 +214,13 @@ class Daemon:
             "reloaded: %d deployments (%d started, %d retired)", len(actors), started, len(retired)
         )
 
+    def _status_line(self) -> str:
+        return f"serving {len(self.actors)} deployments in {len(self.router.groups)} groups"
+
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish (bounded by drain_timeout_s)."""
+        if not self._stopping:
+            self.notifier.stopping(self.config.server.drain_timeout_s)
         self._stopping = True
         self.jobs.stop()
         for api in self._apis:
@@ -237,11 +248,15 @@ class Daemon:
         if self.config_path is None:
             logger.warning("SIGHUP: no config file to reload")
             return
+        self.notifier.reloading()
         try:
             config = load_config(self.config_path)
             await self.reload(config)
         except (ConfigError, DaemonError) as exc:
             logger.error("SIGHUP: reload refused, still serving the previous config: %s", exc)
+            self.notifier.ready("reload refused (see the log); " + self._status_line())
+            return
+        self.notifier.ready(self._status_line())
 
 
 def _check_providers(config: Config) -> None:
@@ -258,12 +273,20 @@ def _address(value: str) -> tuple[str, int]:
 
 
 async def serve(config: Config, base_dir: Path, config_path: Path | None = None) -> None:
-    """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`)."""
-    daemon = Daemon(config, base_dir, config_path=config_path)
+    """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`).
+
+    Under systemd (`$NOTIFY_SOCKET`), it reports readiness, reloads, the drain and
+    watchdog pings (see `_notify`).
+    """
+    notifier = Notifier.from_environ()
+    daemon = Daemon(config, base_dir, config_path=config_path, notifier=notifier)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.handle_signals)
+            tg.start_soon(notifier.keep_alive)
             await daemon.run()
             tg.cancel_scope.cancel()
     except* DaemonError as group:  # a start error (socket in use, bad store): no traceback
         raise group.exceptions[0] from None
+    finally:
+        notifier.close()
