@@ -22,6 +22,7 @@ from ._bodies import check_nesting, decode_body, require_json
 from ._errors import error_answer, simple_error
 from ._exceptions import BodyTooLarge, DispatchError, InvalidRequest, UnknownGroup, clip
 from ._metrics import Metrics
+from ._requestlog import request_info
 from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
 
@@ -112,9 +113,11 @@ class Api:
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         supervisor = self.supervisor
+        info = request_info()
         try:
             body = await _read_body(scope, receive, self.max_body_bytes)
             call = _decode_call(body)
+            info.group = call.model
             done = await _unless_client_leaves(
                 receive,
                 partial(supervisor.open_stream if call.stream else supervisor.complete, call),
@@ -133,12 +136,18 @@ class Api:
         except DispatchError as exc:
             if isinstance(exc, InvalidRequest):
                 self.metrics.rejected("invalid_request")
+            if exc.attempts:
+                info.attempts = len(exc.attempts)
             answer = error_answer(exc)
             await _respond(send, answer.status, answer.body, answer.headers)
             return
         if call.stream:
+            info.served(stream.deployment, stream.attempts, None)
             await _stream(stream, receive, send, self._drain)
+            info.served(stream.deployment, stream.attempts, stream.usage)
+            info.outcome = stream.outcome
             return
+        info.served(result.deployment, len(result.attempts), result.response.usage)
         payload = encoder.encode(result.response)
         headers = [
             ("x-dispatcher-deployment", result.deployment),

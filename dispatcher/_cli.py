@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -18,6 +17,7 @@ from config import Config, ConfigError, default_config_path, load_config
 from ._batch import submit_file
 from ._exceptions import DaemonError
 from ._jobs_cli import jobs_line, show_jobs
+from ._logging import FORMATS, LEVELS, configure_logging
 from ._version import VERSION
 
 
@@ -51,7 +51,25 @@ def _parser() -> argparse.ArgumentParser:
         return cmd
 
     serve = command("serve", "run the daemon in the foreground")
-    serve.add_argument("--log-level", default=os.environ.get("DISPATCHER_LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--log-level",
+        type=_one_of(LEVELS),
+        metavar="LEVEL",
+        default=os.environ.get("DISPATCHER_LOG_LEVEL", "info"),
+        help=f"{' | '.join(LEVELS)} (default: $DISPATCHER_LOG_LEVEL, then info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        type=_one_of(FORMATS),
+        metavar="FORMAT",
+        default=os.environ.get("DISPATCHER_LOG_FORMAT", "text"),
+        help="text, or json: one object per line (default: $DISPATCHER_LOG_FORMAT, then text)",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request: group, deployment, status, attempts, duration, tokens",
+    )
     serve.set_defaults(func=_serve)
 
     check = command("check", "validate a config and print its groups (secrets redacted)")
@@ -83,6 +101,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_of(names: tuple[str, ...]) -> Callable[[str], str]:
+    """An argparse type: one of `names`, any case (a clean usage error otherwise, also for a
+    default taken from the environment)."""
+
+    def parse(text: str) -> str:
+        name = text.strip().lower()
+        if name not in names:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {text!r}")
+        return name
+
+    return parse
+
+
 def _config_path(args: argparse.Namespace) -> Path:
     if args.config is not None:
         return Path(args.config)
@@ -102,13 +133,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: far too much for the hot path of a gateway.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(args.log_level, args.log_format, access_log=args.access_log)
     from ._daemon import serve
 
     path = _config_path(args)

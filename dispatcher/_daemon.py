@@ -35,6 +35,7 @@ from ._jobs_api import JobsApi
 from ._jobstore import JobStore
 from ._metrics import Metrics
 from ._notify import Notifier
+from ._requestlog import RequestLog
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
@@ -106,7 +107,8 @@ class Daemon:
                 self.supervisor, self.metrics, max_body_bytes=server.max_body_bytes, jobs=jobs_api
             )
             self._apis = [api]
-            listeners: list[tuple[Api | ListenerGuard, socket.socket]] = [(api, sockets[0])]
+            # Every answer carries x-request-id; the access log skips Prometheus scrapes.
+            listeners: list[tuple[RequestLog, socket.socket]] = [(RequestLog(api), sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
                 sock = bind_tcp(host, port, "the API")
@@ -119,14 +121,14 @@ class Daemon:
                     listen_host=host,
                     on_reject=self.metrics.rejected,
                 )
-                listeners.append((guard, sock))
+                listeners.append((RequestLog(guard), sock))
             if server.metrics:
                 host, port = _address(server.metrics)
                 sock = bind_tcp(host, port, "metrics")
                 sockets.append(sock)
                 self.metrics_address = sock.getsockname()[:2]
                 scrape = Api(self.supervisor, self.metrics, max_body_bytes=4096, metrics_only=True)
-                listeners.append((scrape, sock))
+                listeners.append((RequestLog(scrape, access=False), sock))
                 self._apis.append(scrape)
             async with anyio.create_task_group() as actors_tg:
                 self._actors_tg = actors_tg

@@ -34,6 +34,7 @@ from ._errors import error_answer, simple_error
 from ._exceptions import DispatchError, InvalidRequest, UnknownGroup, clip
 from ._jobs import Jobs
 from ._jobsql import STATUSES, JobRow, NewJob, Status
+from ._requestlog import request_info
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -70,6 +71,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     result: msgspec.Raw | UnsetType = UNSET
     error: msgspec.Raw | UnsetType = UNSET
     metadata: msgspec.Raw | UnsetType = UNSET
+    request_id: str | UnsetType = UNSET
 
 
 _submission: Final = msgspec.json.Decoder(JobSubmission)
@@ -105,7 +107,11 @@ class JobsApi:
     async def submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await _read_body(scope, receive, self.max_body_bytes)
-            job_id, status, created = await self.jobs.submit(self.new_job(body))
+            job = self.new_job(body)
+            info = request_info()
+            info.group = job.model
+            job_id, status, created = await self.jobs.submit(job)
+            info.job_id = job_id  # an idempotent repeat answers the first job
         except ClientGone:
             return
         except DispatchError as exc:
@@ -182,6 +188,7 @@ class JobsApi:
             timeout_s=submission.timeout_s,
             priority=submission.priority,
             created_at=time.time(),
+            request_id=request_info().request_id or None,
         )
 
     async def _long_poll(self, job_id: str, wait_s: float, receive: Receive) -> JobRow | None:
@@ -216,6 +223,7 @@ def view(row: JobRow) -> JobView:
         result=UNSET if row.result is None else msgspec.Raw(row.result),
         error=UNSET if row.error is None else msgspec.Raw(row.error),
         metadata=UNSET if row.metadata is None else msgspec.Raw(row.metadata),
+        request_id=UNSET if row.request_id is None else row.request_id,
     )
 
 

@@ -16,7 +16,7 @@ import msgspec
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATUSES: Final[tuple[Status, ...]] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL: Final = frozenset(("succeeded", "failed", "cancelled"))
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,14 +34,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     attempts BLOB,
     result BLOB,
-    error BLOB
+    error BLOB,
+    request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 """
 COLUMNS: Final = (
     "id, status, model, priority, seq, created_at, finished_at, timeout_s, "
-    "metadata, attempts, result, error"
+    "metadata, attempts, result, error, request_id"
 )
 OPEN: Final = "('queued', 'running')"
 
@@ -59,6 +60,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float | None
     priority: int
     created_at: float
+    request_id: str | None = None
+    """The submission's x-request-id, to find its log lines."""
 
 
 class Existing(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +87,7 @@ class JobRow(msgspec.Struct, frozen=True, kw_only=True):
     attempts: bytes | None
     result: bytes | None
     error: bytes | None
+    request_id: str | None = None
 
 
 class JobOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,8 +130,8 @@ def apply(conn: sqlite3.Connection, op: Op) -> Any:
         case Insert(job=job):
             cursor = conn.execute(
                 "INSERT INTO jobs (id, status, model, priority, idempotency_key, digest, "
-                "request, metadata, timeout_s, created_at) "
-                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) "
+                "request, metadata, timeout_s, created_at, request_id) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     job.id,
@@ -139,6 +143,7 @@ def apply(conn: sqlite3.Connection, op: Op) -> Any:
                     job.metadata,
                     job.timeout_s,
                     job.created_at,
+                    job.request_id,
                 ),
             )
             if cursor.rowcount == 1:
@@ -186,6 +191,7 @@ def select(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Jo
             attempts=r[9],
             result=r[10],
             error=r[11],
+            request_id=r[12],
         )
         for r in conn.execute(sql, args)
     ]

@@ -127,6 +127,8 @@ class JobStore:
                     f"job store {path}: schema version {version} is newer than this "
                     f"dispatcher's ({SCHEMA_VERSION})"
                 )
+            if version == 1:  # version 2 keeps each job's x-request-id
+                conn.execute("ALTER TABLE jobs ADD COLUMN request_id TEXT")
             conn.executescript(SCHEMA)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
