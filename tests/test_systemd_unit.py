@@ -136,3 +136,13 @@ def test_systemd_analyze_security_exposure_is_low(tmp_path: Path) -> None:
         pytest.skip(f"systemd-analyze too old for offline security checks: {done.stderr.strip()}")
     overall = [line for line in done.stdout.splitlines() if "Overall exposure" in line]
     assert done.returncode == 0, overall or done.stdout[-2000:]
+
+
+def test_readme_shows_the_unit_as_it_is() -> None:
+    """Every line of the README's abridged unit is a line of the unit file."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    shown = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(shown) > 10
+    unit_lines = set(UNIT.read_text().splitlines())
+    assert [line for line in shown if line not in unit_lines] == []
