@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +17,6 @@ import httpx
 import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
-
-from dispatcher._cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """
@@ -195,24 +194,24 @@ async def test_no_access_log_unless_asked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "env", "expected"),
+    ("flags", "env", "expected"),
     [
         pytest.param(
-            ["serve", "--log-level", "LOUD"],
+            ["--log-level", "LOUD"],
             {},
             "argument --log-level: expected one of debug, info, warning, error, critical, "
             "got 'LOUD'",
             id="flag",
         ),
         pytest.param(
-            ["serve"],
+            [],
             {"DISPATCHER_LOG_LEVEL": "verbose"},
             "argument --log-level: expected one of debug, info, warning, error, critical, "
             "got 'verbose'",
             id="environment",
         ),
         pytest.param(
-            ["serve", "--log-format", "xml"],
+            ["--log-format", "xml"],
             {},
             "argument --log-format: expected one of text, json, got 'xml'",
             id="format",
@@ -220,20 +219,21 @@ async def test_no_access_log_unless_asked(tmp_path: Path) -> None:
     ],
 )
 def test_bad_log_flags_are_usage_errors(
-    argv: list[str],
-    env: dict[str, str],
-    expected: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, flags: list[str], env: dict[str, str], expected: str
 ) -> None:
     """A bad --log-level or --log-format (or its variable) is a usage error, exit 2, no
-    traceback."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"dispatcher serve: error: {expected}"
+    traceback, and nothing starts."""
+    config = tmp_path / "d.toml"
+    config.write_text(CONFIG)
+    command = [sys.executable, "-m", "dispatcher", "serve", "--config", str(config), *flags]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    done = subprocess.run(
+        command, env=full_env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == f"dispatcher serve: error: {expected}"
+    assert done.returncode == 2
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "error", "critical"])
