@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors import BreakerState, ChatCall, call_decoder, encoder, format_cost
 
-from ._exceptions import DispatchError, InvalidRequest
+from ._exceptions import DispatchError, InvalidRequest, UnknownGroup
 from ._http import (
     App,
     ClientGone,
@@ -33,6 +33,7 @@ from ._http import (
     respond_error,
 )
 from ._metrics import Metrics
+from ._requestlog import request_info
 from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
 
@@ -74,6 +75,8 @@ class Api:
                 ("GET", "/v1/models"): self._models,
                 ("GET", "/v1/deployments"): self._deployments,
                 ("GET", "/v1/cluster"): self._cluster_status,
+                # models.retrieve: an id may hold '/' (the SDK escapes it; the server decodes).
+                ("GET", "/v1/models/{path}"): self._model,
             }
         return routes
 
@@ -90,9 +93,11 @@ class Api:
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         supervisor = self.supervisor
+        info = request_info()
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
             call = _decode_call(body)
+            info.group = call.model
             done = await _unless_client_leaves(
                 receive,
                 partial(supervisor.open_stream if call.stream else supervisor.complete, call),
@@ -111,11 +116,17 @@ class Api:
         except DispatchError as exc:
             if isinstance(exc, InvalidRequest):
                 self.metrics.rejected("invalid_request")
+            if exc.attempts:
+                info.attempts = len(exc.attempts)
             await respond_error(send, exc)
             return
         if call.stream:
+            info.served(stream.deployment, stream.attempts, None)
             await _stream(stream, receive, send, self._drain)
+            info.served(stream.deployment, stream.attempts, stream.usage)
+            info.outcome = stream.outcome
             return
+        info.served(result.deployment, len(result.attempts), result.response.usage)
         payload = encoder.encode(result.response)
         headers = [
             ("x-dispatcher-deployment", result.deployment),
@@ -129,11 +140,17 @@ class Api:
         await respond(send, 200, payload, headers)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        data = [
-            {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
-            for group in self.supervisor.groups()
-        ]
+        data = [_model_object(group) for group in self.supervisor.groups()]
         await respond(send, 200, msgspec.json.encode({"object": "list", "data": data}))
+
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One model group as OpenAI's `models.retrieve` answers; 404 `model_not_found`."""
+        group = scope["path_params"]["path"]
+        groups = self.supervisor.groups()
+        if group in groups:
+            await respond(send, 200, msgspec.json.encode(_model_object(group)))
+            return
+        await respond_error(send, UnknownGroup(group, groups))
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 200, b'{"status":"ok"}')
@@ -178,6 +195,10 @@ class Api:
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = generate_latest(self.metrics.registry)
         await respond(send, 200, body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _model_object(group: str) -> dict[str, str | int]:
+    return {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
 
 
 async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drain) -> None:

@@ -1,11 +1,12 @@
 """The daemon: builds actors, router and supervisor from a config and serves them.
 
 Lifecycle (structured; every task has a parent):
-  start  actors (startup handshake each) -> listeners -> ready
+  start  actors (startup handshake each) -> listeners -> ready (sd_notify READY=1)
   SIGHUP          reload: unchanged deployments keep their actor (state, queue and
                   in-flight work); new ones start; removed ones stop taking attempts and
                   finish what they hold; new requests see the new config at once
-  SIGTERM/SIGINT  listeners stop accepting; in-flight requests finish within
+                  (RELOADING=1 before, READY=1 after, also when the file is refused)
+  SIGTERM/SIGINT  listeners stop accepting (STOPPING=1); in-flight requests finish within
                   drain_timeout_s; actors close their inboxes and drain; exit 0
 """
 
@@ -32,6 +33,8 @@ from ._exceptions import DaemonError
 from ._guard import ListenerGuard
 from ._http import App, Handler
 from ._metrics import Metrics
+from ._notify import Notifier
+from ._requestlog import RequestLog
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
@@ -56,6 +59,7 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         inherited: Inherited | None = None,
         store: JobStore | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """`inherited`: a `--workers` worker's listening sockets (bound by its parent);
         `store`: the job store (default: the SQLite file `[jobs].store` names)."""
@@ -89,6 +93,7 @@ class Daemon:
         self._stopping = False
         self.tcp_address: tuple[str, int] | None = None
         self.metrics_address: tuple[str, int] | None = None
+        self.notifier = notifier or Notifier()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until `stop()` (or a signal, when `handle_signals` runs beside it)."""
@@ -123,7 +128,8 @@ class Daemon:
             self._apis = [api]
             # The daemon composes the route tables: no route module knows another.
             routes = App(api.routes(), job_routes.routes())
-            listeners: list[tuple[Handler, socket.socket]] = [(routes, sockets[0])]
+            # Every answer carries x-request-id; the access log skips Prometheus scrapes.
+            listeners: list[tuple[Handler, socket.socket]] = [(RequestLog(routes), sockets[0])]
             if server.listen:
                 host, port = _address(server.listen)
                 sock = (
@@ -140,7 +146,7 @@ class Daemon:
                     listen_host=host,
                     on_reject=self.metrics.rejected,
                 )
-                listeners.append((guard, sock))
+                listeners.append((RequestLog(guard), sock))
             if server.metrics:
                 host, port = _address(server.metrics)
                 if inherited is not None and port:
@@ -149,7 +155,7 @@ class Daemon:
                 sockets.append(sock)
                 self.metrics_address = sock.getsockname()[:2]
                 scrape = Api(self.supervisor, self.metrics, max_body_bytes=4096, metrics_only=True)
-                listeners.append((scrape, sock))
+                listeners.append((RequestLog(scrape, access=False), sock))
                 self._apis.append(scrape)
             async with anyio.create_task_group() as actors_tg:
                 self._actors_tg = actors_tg
@@ -181,6 +187,8 @@ class Daemon:
                         self.socket_path,
                         limit,
                     )
+                    # The sockets listen: a client that connects now is answered.
+                    self.notifier.ready(self._status_line())
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
                 # ones within drain_timeout_s, the rest stay queued), then the actors.
@@ -258,8 +266,13 @@ class Daemon:
             return {"enabled": False}
         return await self.cluster.status(self.config.deployment)
 
+    def _status_line(self) -> str:
+        return f"serving {len(self.actors)} deployments in {len(self.router.groups)} groups"
+
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish (bounded by drain_timeout_s)."""
+        if not self._stopping:
+            self.notifier.stopping(self.config.server.drain_timeout_s)
         self._stopping = True
         self.jobs.stop()
         for api in self._apis:
@@ -287,11 +300,15 @@ class Daemon:
         if self.config_path is None:
             logger.warning("SIGHUP: no config file to reload")
             return
+        self.notifier.reloading()
         try:
             config = load_config(self.config_path)
             await self.reload(config)
         except (ConfigError, DaemonError) as exc:
             logger.error("SIGHUP: reload refused, still serving the previous config: %s", exc)
+            self.notifier.ready("reload refused (see the log); " + self._status_line())
+            return
+        self.notifier.ready(self._status_line())
 
 
 def _shared_listener(server: QuietServer, sock: socket.socket) -> QuietServer:
@@ -332,11 +349,17 @@ async def serve(
     """Run a daemon for `config` until a signal stops it (SIGHUP reloads `config_path`).
 
     `inherited`: a `--workers` worker's sockets; it also stops when its parent is gone.
+    Under systemd (`$NOTIFY_SOCKET`), it reports readiness, reloads, the drain and
+    watchdog pings (see `_notify`); with `--workers` only the parent does.
     """
-    daemon = Daemon(config, base_dir, config_path=config_path, inherited=inherited)
+    notifier = Notifier.from_environ() if inherited is None else Notifier()
+    daemon = Daemon(
+        config, base_dir, config_path=config_path, inherited=inherited, notifier=notifier
+    )
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.handle_signals)
+            tg.start_soon(notifier.keep_alive)
             if inherited is not None and inherited.lifeline is not None:
                 from ._workers import watch_lifeline
 
@@ -345,3 +368,5 @@ async def serve(
             tg.cancel_scope.cancel()
     except* DaemonError as group:  # a start error (socket in use, bad store): no traceback
         raise group.exceptions[0] from None
+    finally:
+        notifier.close()

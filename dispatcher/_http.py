@@ -155,14 +155,19 @@ class App:
     def __init__(self, *tables: Routes) -> None:
         self._exact: dict[tuple[str, str], Handler] = {}
         self._items: dict[tuple[str, str], Handler] = {}  # (method, prefix ending in "/")
+        # "/{path}": the rest of the path, '/' included (a model id such as "org/model").
+        self._rests: dict[tuple[str, str], Handler] = {}
         for table in tables:
             for (method, path), handler in table.items():
                 if path.endswith("/{id}"):
                     self._items[(method, path.removesuffix("{id}"))] = handler
+                elif path.endswith("/{path}"):
+                    self._rests[(method, path.removesuffix("{path}"))] = handler
                 else:
                     self._exact[(method, path)] = handler
         self._paths = {path for _, path in self._exact}
         self._prefixes = {prefix for _, prefix in self._items}
+        self._rest_prefixes = {prefix for _, prefix in self._rests}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -176,6 +181,13 @@ class App:
                 known = True
                 handler = self._items.get((method, prefix + "/"))
                 scope["path_params"] = {"id": item}
+        if handler is None and not known:
+            for rest_prefix in self._rest_prefixes:
+                if path.startswith(rest_prefix) and len(path) > len(rest_prefix):
+                    known = True
+                    handler = self._rests.get((method, rest_prefix))
+                    scope["path_params"] = {"path": path[len(rest_prefix) :]}
+                    break
         if handler is not None:
             await handler(scope, receive, send)
         elif known:

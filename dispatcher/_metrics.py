@@ -3,6 +3,9 @@
 Counters and histograms are updated on the hot path through cached label
 children; the per-deployment gauges are read from the actors' `statistics()`
 at scrape time by a custom collector, so no code path keeps them in step.
+The registry also carries `dispatcher_build_info{version}` and prometheus_client's
+standard process (`process_*`), platform (`python_info`) and GC (`python_gc_*`)
+collectors, as every Prometheus exporter does.
 """
 
 from __future__ import annotations
@@ -10,11 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from actors import DeploymentActor, Failure, Outcome, Success
+
+from ._version import VERSION
 
 _LATENCY_BUCKETS: Final = (
     0.005,
@@ -59,6 +72,10 @@ class Metrics:
     ) -> None:
         self.registry = registry
         p = "dispatcher_"
+        Info(p + "build", "The running dispatcher", registry=registry).info({"version": VERSION})
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self._requests = Counter(
             p + "requests_total",
             "Requests by model group and outcome",

@@ -21,7 +21,7 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from actors import ChatCompletionChunk, ChunkBatch, Failure, Outcome, Reply
+from actors import ChatCompletionChunk, ChunkBatch, Failure, Outcome, Reply, Usage
 
 
 class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +64,10 @@ class ChunkStream:
         self._finish = finish
         self._finished = False
         self._last: ChatCompletionChunk | None = None
+        self.outcome: str | None = None
+        """How the stream ended: success, an error class, or client_closed (None: running)."""
+        self.usage: Usage | None = None
+        """The tokens the provider reported for the stream, once it ended."""
 
     async def batches(self) -> AsyncIterator[list[ChatCompletionChunk | ErrorChunk]]:
         """The chunks as they come, a batch per upstream read; an error chunk ends a failure."""
@@ -117,6 +121,12 @@ class ChunkStream:
     def _close(self, outcome: Outcome | None) -> None:
         if not self._finished:
             self._finished = True
+            if outcome is None:
+                self.outcome = "client_closed"
+            elif isinstance(outcome, Failure):
+                self.outcome = str(outcome.error)
+            else:
+                self.outcome, self.usage = "success", outcome.usage
             self._finish(outcome)
 
 

@@ -230,13 +230,14 @@ class Supervisor:
                             cost_usd=outcome.cost_usd,
                         )
                     last = outcome
-                    logger.info(
-                        "attempt failed: group=%s deployment=%s error=%s status=%s",
-                        chain.group,
-                        actor.name,
-                        outcome.error,
-                        outcome.status,
-                    )
+                    # Fields, not text: JSON logs get them as keys, text logs as key=value.
+                    fields = {
+                        "group": chain.group,
+                        "deployment": actor.name,
+                        "error": str(outcome.error),
+                        "upstream_status": outcome.status,
+                    }
+                    logger.info("attempt failed", extra=fields)
                     special = self.router.special_fallbacks(chain.group, outcome.error)
                     if special is not None:
                         chain.divert(special)

@@ -282,7 +282,7 @@ async def test_a_version_1_store_shows_its_failed_jobs_as_before(tmp_path: Path)
             a["outcome"] for a in error.get("attempts", [])
         ]
     with contextlib.closing(sqlite3.connect(daemon.store_path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 V1_SCHEMA = """

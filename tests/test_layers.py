@@ -204,4 +204,9 @@ def test_socket_clients_import_nothing_of_the_server() -> None:
     lazy = ours(graph["dispatcher.cli._main"], "dispatcher") - ours(
         graph["dispatcher.cli._main"], "dispatcher.cli"
     )
-    assert lazy == {"dispatcher._exceptions", "dispatcher._daemon", "dispatcher._workers"}
+    assert lazy == {
+        "dispatcher._exceptions",
+        "dispatcher._daemon",
+        "dispatcher._logging",
+        "dispatcher._workers",
+    }

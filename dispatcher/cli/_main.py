@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Final
 
 import anyio
 
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dispatcher", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
@@ -59,7 +61,25 @@ def _parser() -> argparse.ArgumentParser:
         return cmd
 
     serve = command("serve", "run the daemon in the foreground")
-    serve.add_argument("--log-level", default=os.environ.get("DISPATCHER_LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--log-level",
+        type=_one_of(LEVELS),
+        metavar="LEVEL",
+        default=os.environ.get("DISPATCHER_LOG_LEVEL", "info"),
+        help=f"{' | '.join(LEVELS)} (default: $DISPATCHER_LOG_LEVEL, then info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        type=_one_of(FORMATS),
+        metavar="FORMAT",
+        default=os.environ.get("DISPATCHER_LOG_FORMAT", "text"),
+        help="text, or json: one object per line (default: $DISPATCHER_LOG_FORMAT, then text)",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request: group, deployment, status, attempts, duration, tokens",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -111,6 +131,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+FORMATS: Final = ("text", "json")
+
+
+def _version() -> str:
+    """The installed distribution's version (what `dispatcher_build_info` carries too)."""
+    try:
+        return version("llm-dispatcher")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH that was never installed
+        return "0+unknown"
+
+
+def _one_of(names: tuple[str, ...]) -> Callable[[str], str]:
+    """An argparse type: one of `names`, any case (a clean usage error otherwise, also for a
+    default taken from the environment)."""
+
+    def parse(text: str) -> str:
+        name = text.strip().lower()
+        if name not in names:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {text!r}")
+        return name
+
+    return parse
+
+
 def _config_path(args: argparse.Namespace) -> Path:
     if args.config is not None:
         return Path(args.config)
@@ -130,20 +175,18 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    pool = bool(args.workers or args.worker)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        # With --workers, every process logs to the same stream: say which one.
-        format="%(asctime)s %(levelname)s %(name)s"
-        + ("[%(process)d]" if pool else "")
-        + ": %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: far too much for the hot path of a gateway.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     # The server, only for this command.
     from .._daemon import serve
+    from .._logging import configure_logging
     from .._workers import Inherited, check_workers, supervise
+
+    pool = bool(args.workers or args.worker)
+    configure_logging(
+        args.log_level,
+        "json" if args.log_format == "json" else "text",
+        access_log=args.access_log,
+        with_pid=pool,
+    )
 
     path = _config_path(args)
     config = load_config(path)

@@ -43,6 +43,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     priority: int = 0
     created_at: float
     """Wall-clock seconds (time.time())."""
+    request_id: str | None = None
+    """The submission's x-request-id, to find its log lines."""
 
 
 class Existing(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +81,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     attempts: tuple[AttemptRecord, ...] = ()
     result: bytes | None = None
     error: ErrorData | None = None
+    request_id: str | None = None
 
     @classmethod
     def of(cls, job: NewJob, status: Status = "queued") -> Job:
@@ -91,6 +94,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
             created_at=job.created_at,
             timeout_s=job.timeout_s,
             metadata=job.metadata,
+            request_id=job.request_id,
         )
 
     def settled(self, outcome: Outcome) -> Job:

@@ -30,6 +30,7 @@ class LiveJob:
         "model",
         "priority",
         "request",
+        "request_id",
         "scope",
         "status",
         "timeout_s",
@@ -43,6 +44,7 @@ class LiveJob:
         self.created_at = job.created_at
         self.timeout_s = job.timeout_s
         self.metadata = job.metadata
+        self.request_id = job.request_id
         self.request = request
         """The request bytes (None for a resumed job: read from the store when it runs)."""
         self.status: Status = "queued"
@@ -68,6 +70,7 @@ class LiveJob:
             attempts=outcome.attempts,
             result=outcome.result,
             error=outcome.error,
+            request_id=self.request_id,
         )
 
     @property

@@ -44,6 +44,7 @@ from .._http import (
     respond,
     respond_error,
 )
+from .._requestlog import request_info
 from ._model import STATUSES, Job, NewJob, Status
 from ._scheduler import Jobs
 
@@ -101,6 +102,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     result: msgspec.Raw | UnsetType = UNSET
     error: ErrorView | UnsetType = UNSET
     metadata: msgspec.Raw | UnsetType = UNSET
+    request_id: str | UnsetType = UNSET
 
 
 _submission: Final = msgspec.json.Decoder(JobSubmission)
@@ -127,7 +129,11 @@ class JobRoutes:
     async def submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
-            job_id, status, created = await self.jobs.submit(self.new_job(body))
+            job = self.new_job(body)
+            info = request_info()
+            info.group = job.model
+            job_id, status, created = await self.jobs.submit(job)
+            info.job_id = job_id  # an idempotent repeat answers the first job
         except ClientGone:
             return
         except DispatchError as exc:
@@ -208,6 +214,7 @@ class JobRoutes:
             timeout_s=submission.timeout_s,
             priority=submission.priority,
             created_at=time.time(),
+            request_id=request_info().request_id or None,
         )
 
     async def _long_poll(self, job_id: str, wait_s: float, receive: Receive) -> Job | None:
@@ -262,6 +269,7 @@ def view(job: Job) -> JobView:
         result=UNSET if job.result is None else msgspec.Raw(job.result),
         error=error,
         metadata=UNSET if job.metadata is None else msgspec.Raw(job.metadata),
+        request_id=UNSET if job.request_id is None else job.request_id,
     )
 
 

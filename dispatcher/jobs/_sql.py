@@ -17,9 +17,9 @@ import msgspec
 from .._exceptions import AttemptRecord, ErrorData
 from ._model import STATUSES, Existing, Job, NewJob, Outcome, Status
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """1: `error` held the HTTP error body (with `http_status`); 2: `ErrorData`, and attempts
-keep their messages."""
+keep their messages; 3: each job keeps its submission's `request_id` (x-request-id)."""
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -37,14 +37,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     attempts BLOB,
     result BLOB,
-    error BLOB
+    error BLOB,
+    request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 """
 _COLUMNS: Final = (
     "id, status, model, priority, created_at, finished_at, timeout_s, metadata, attempts, "
-    "result, error"
+    "result, error, request_id"
 )
 _UNFINISHED: Final = "('queued', 'running')"
 
@@ -83,8 +84,8 @@ def apply(conn: sqlite3.Connection, op: Op) -> Any:
         case Insert(job=job):
             cursor = conn.execute(
                 "INSERT INTO jobs (id, status, model, priority, idempotency_key, digest, "
-                "request, metadata, timeout_s, created_at) "
-                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) "
+                "request, metadata, timeout_s, created_at, request_id) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     job.id,
@@ -96,6 +97,7 @@ def apply(conn: sqlite3.Connection, op: Op) -> Any:
                     job.metadata,
                     job.timeout_s,
                     job.created_at,
+                    job.request_id,
                 ),
             )
             if cursor.rowcount == 1:
@@ -179,6 +181,7 @@ def _select(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[J
             attempts=_attempts.decode(r[8]) if r[8] else (),
             result=r[9],
             error=None if r[10] is None else _error.decode(r[10]),
+            request_id=r[11],
         )
         for r in conn.execute(sql, args)
     ]
@@ -191,6 +194,8 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring a store of schema `version` (0: new) to `SCHEMA_VERSION`, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if 0 < version < 3:  # the table exists without the column that 3 added
+            conn.execute("ALTER TABLE jobs ADD COLUMN request_id TEXT")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
