@@ -20,7 +20,7 @@ run: install
 # The cluster tests run a real redis-server: installed from Debian when missing (needs root,
 # as CI runs; elsewhere install the redis-server package yourself).
 redis-server:
-	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 
 test: install redis-server
 	$(BIN)/python -m pytest -q
