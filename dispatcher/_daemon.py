@@ -35,7 +35,7 @@ from ._metrics import Metrics
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
-from .jobs import JobRoutes, Jobs, JobStore, SqliteJobStore
+from .jobs import JobRoutes, Jobs, JobStore, RedisJobStore, SqliteJobStore
 
 if TYPE_CHECKING:
     from ._workers import Inherited
@@ -74,8 +74,19 @@ class Daemon:
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
         self.store_path = (base_dir / config.jobs.store).resolve()
+        if store is None:
+            store = (
+                SqliteJobStore(self.store_path)
+                if self.cluster is None
+                else RedisJobStore(
+                    config.cluster.redis.reveal() if config.cluster.redis else "",
+                    self.cluster.link.prefix,
+                    self.cluster.link.member,
+                    name=config.cluster.describe(),
+                )
+            )
         self.jobs = Jobs(
-            store if store is not None else SqliteJobStore(self.store_path),
+            store,
             self.supervisor,
             self.metrics,
             config.jobs,
@@ -107,12 +118,8 @@ class Daemon:
         self.connections = connections
         inherited = self.inherited
         sockets = [bind_unix(self.socket_path) if inherited is None else inherited.unix]
-        jobs = inherited is None or inherited.jobs
         try:
-            if jobs:
-                await self.jobs.open()
-            else:
-                logger.warning("jobs are off: with --workers they need the cluster's job store")
+            await self.jobs.open()
             job_routes = JobRoutes(self.jobs, max_body_bytes=server.max_body_bytes)
             api = Api(
                 self.supervisor,
@@ -157,8 +164,7 @@ class Daemon:
                     await actors_tg.start(self.cluster.run)
                 for actor in self.actors:
                     await actors_tg.start(actor.run)
-                if jobs:
-                    await actors_tg.start(self.jobs.run)
+                await actors_tg.start(self.jobs.run)
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
                         # The API ends its streams at drain_timeout_s (an error chunk and
@@ -184,8 +190,7 @@ class Daemon:
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
                 # ones within drain_timeout_s, the rest stay queued), then the actors.
-                if jobs:
-                    await self.jobs.aclose()
+                await self.jobs.aclose()
                 for actor in self.actors:
                     actor.close()
                 if self.cluster is not None:  # after its peers gave their leases back

@@ -7,6 +7,8 @@
       _writer     its writer, an actor: bounded inbox, group commit
       _sql        its schema, migrations and SQL
     _memory     MemoryJobStore: the contract in memory, for tests
+    _redis      RedisJobStore: the cluster's store, shared by its daemons (leases, takeover)
+      _redis_lua  its Lua scripts (each write atomic)
     _scheduler  Jobs: runs stored jobs through the supervisor, a bounded number at a time
       _queue      the in-memory run order (priority, then age), per model group
       _lanes      how jobs leave room for live requests
@@ -20,6 +22,7 @@ Stores know nothing of HTTP or the supervisor; only `_routes` knows HTTP (throug
 from ._lanes import job_limit, job_room, lanes_of
 from ._memory import MemoryJobStore, MemoryTable
 from ._model import STATUSES, TERMINAL, UNFINISHED, Existing, Job, NewJob, Outcome, Status
+from ._redis import RedisJobStore
 from ._routes import JobRoutes
 from ._scheduler import Jobs, JobsStatistics
 from ._sqlite import SqliteJobStore
@@ -39,6 +42,7 @@ __all__ = [
     "MemoryTable",
     "NewJob",
     "Outcome",
+    "RedisJobStore",
     "SqliteJobStore",
     "Status",
     "StoreStatistics",
