@@ -35,7 +35,7 @@ from ._metrics import Metrics
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
-from .jobs import JobRoutes, Jobs, JobStore, RedisJobStore, SqliteJobStore
+from .jobs import JobRoutes, Jobs, JobStore, SqliteJobStore
 
 if TYPE_CHECKING:
     from ._workers import Inherited
@@ -75,16 +75,7 @@ class Daemon:
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
         self.store_path = (base_dir / config.jobs.store).resolve()
         if store is None:
-            store = (
-                SqliteJobStore(self.store_path)
-                if self.cluster is None
-                else RedisJobStore(
-                    config.cluster.redis.reveal() if config.cluster.redis else "",
-                    self.cluster.link.prefix,
-                    self.cluster.link.member,
-                    name=config.cluster.describe(),
-                )
-            )
+            store = _store_for(config, self.store_path, self.cluster)
         self.jobs = Jobs(
             store,
             self.supervisor,
@@ -305,6 +296,19 @@ def _shared_listener(server: QuietServer, sock: socket.socket) -> QuietServer:
     shared = SharedListenerServer(server.config, sock)
     shared.should_exit = server.should_exit
     return shared
+
+
+def _store_for(config: Config, path: Path, cluster: Cluster | None) -> JobStore:
+    """The cluster's Redis job store in cluster mode, else the SQLite file."""
+    if cluster is None:
+        return SqliteJobStore(path)
+    from .jobs import RedisJobStore  # imports redis: only in cluster mode
+
+    assert config.cluster.redis is not None
+    link = cluster.link
+    return RedisJobStore(
+        config.cluster.redis.reveal(), link.prefix, link.member, name=config.cluster.describe()
+    )
 
 
 def _cluster_for(config: Config) -> Cluster | None:

@@ -19,14 +19,18 @@ Stores know nothing of HTTP or the supervisor; only `_routes` knows HTTP (throug
 `dispatcher._http` and the error table).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._lanes import job_limit, job_room, lanes_of
 from ._memory import MemoryJobStore, MemoryTable
 from ._model import STATUSES, TERMINAL, UNFINISHED, Existing, Job, NewJob, Outcome, Status
-from ._redis import RedisJobStore
 from ._routes import JobRoutes
 from ._scheduler import Jobs, JobsStatistics
 from ._sqlite import SqliteJobStore
 from ._store import JobStore, StoreStatistics
+
+if TYPE_CHECKING:
+    from ._redis import RedisJobStore
 
 __all__ = [
     "STATUSES",
@@ -50,3 +54,12 @@ __all__ = [
     "job_room",
     "lanes_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`RedisJobStore` on first use: it imports redis, which only cluster mode needs."""
+    if name == "RedisJobStore":
+        from ._redis import RedisJobStore
+
+        return RedisJobStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -421,6 +421,8 @@ class Jobs:
                 self._launching[live.model] -= 1
 
     def _requeue(self, live: LiveJob, reason: str, retry_after: float) -> None:
+        if self._live.get(live.id) is not live:
+            return  # finished (or taken over) by another daemon meanwhile: not ours to run
         live.tries += 1
         if reason in ("cooling_down", "rate_limited", "store"):
             delay = max(retry_after, _BACKOFF_S[0])
