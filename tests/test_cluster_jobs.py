@@ -13,11 +13,14 @@ import anyio
 import httpx
 import pytest
 
+from dispatcher import StoreUnavailable
+from dispatcher.jobs import RedisJobStore
 from dispatcher.jobs._redis import LEASE_S, RENEW_S
 
 from .cluster_support import RedisServer, cluster_config, cluster_name, daemons
 from .fakes import OpenAIFake, serve_app, wait
 from .helpers import openai_deployment
+from .jobstores import new_job, running_store
 from .jobsupport import job_body
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -118,3 +121,21 @@ async def test_jobs_of_a_killed_daemon_are_run_by_another_with_one_result(
     assert sorted(texts(fake)) == sorted([f"job {n}" for n in range(4)] * 2)
     taken = sum("taken over" in line for proc in procs[1:] for line in proc.lines)
     assert taken == 4
+
+
+async def test_redis_down_refuses_submissions_then_takes_them_again(tmp_path: Path) -> None:
+    """Redis gone: insert raises StoreUnavailable (a 503: nothing acknowledged); Redis back
+    on its port: the same store takes jobs again, no restart."""
+    redis = RedisServer(tmp_path)
+    with redis.running():
+        store = RedisJobStore(redis.url, f"llm-dispatcher:{cluster_name()}:", "m1")
+        async with running_store(store):
+            assert await store.insert(new_job(1)) is None
+            redis.stop()
+            with pytest.raises(StoreUnavailable):
+                await store.insert(new_job(2))
+            with pytest.raises(StoreUnavailable):
+                await store.get("job_1")
+            redis.start()
+            assert await store.insert(new_job(3)) is None
+            assert [job.id for job in await store.unfinished()] == ["job_3"]
