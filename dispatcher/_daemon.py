@@ -78,8 +78,10 @@ class Daemon:
         self.router = Router(config.router, self.actors)
         self.supervisor = Supervisor(config.router, self.router, self.metrics)
         self.store_path = (base_dir / config.jobs.store).resolve()
+        if store is None:
+            store = _store_for(config, self.store_path, self.cluster)
         self.jobs = Jobs(
-            store if store is not None else SqliteJobStore(self.store_path),
+            store,
             self.supervisor,
             self.metrics,
             config.jobs,
@@ -112,12 +114,8 @@ class Daemon:
         self.connections = connections
         inherited = self.inherited
         sockets = [bind_unix(self.socket_path) if inherited is None else inherited.unix]
-        jobs = inherited is None or inherited.jobs
         try:
-            if jobs:
-                await self.jobs.open()
-            else:
-                logger.warning("jobs are off: with --workers they need the cluster's job store")
+            await self.jobs.open()
             job_routes = JobRoutes(self.jobs, max_body_bytes=server.max_body_bytes)
             api = Api(
                 self.supervisor,
@@ -163,8 +161,7 @@ class Daemon:
                     await actors_tg.start(self.cluster.run)
                 for actor in self.actors:
                     await actors_tg.start(actor.run)
-                if jobs:
-                    await actors_tg.start(self.jobs.run)
+                await actors_tg.start(self.jobs.run)
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
                         # The API ends its streams at drain_timeout_s (an error chunk and
@@ -192,8 +189,7 @@ class Daemon:
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
                 # ones within drain_timeout_s, the rest stay queued), then the actors.
-                if jobs:
-                    await self.jobs.aclose()
+                await self.jobs.aclose()
                 for actor in self.actors:
                     actor.close()
                 if self.cluster is not None:  # after its peers gave their leases back
@@ -317,6 +313,19 @@ def _shared_listener(server: QuietServer, sock: socket.socket) -> QuietServer:
     shared = SharedListenerServer(server.config, sock)
     shared.should_exit = server.should_exit
     return shared
+
+
+def _store_for(config: Config, path: Path, cluster: Cluster | None) -> JobStore:
+    """The cluster's Redis job store in cluster mode, else the SQLite file."""
+    if cluster is None:
+        return SqliteJobStore(path)
+    from .jobs import RedisJobStore  # imports redis: only in cluster mode
+
+    assert config.cluster.redis is not None
+    link = cluster.link
+    return RedisJobStore(
+        config.cluster.redis.reveal(), link.prefix, link.member, name=config.cluster.describe()
+    )
 
 
 def _cluster_for(config: Config) -> Cluster | None:

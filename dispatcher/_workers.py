@@ -81,11 +81,6 @@ class Inherited:
                 sock.setblocking(False)
         return cls(unix, tcp, lifeline, index, workers)
 
-    @property
-    def jobs(self) -> bool:
-        """Jobs live in one daemon's SQLite store: only a lone worker may serve them."""
-        return self.workers == 1
-
 
 def check_workers(config: Config, workers: int) -> None:
     """`DaemonError` unless `workers` processes can share `config`'s state."""

@@ -414,9 +414,11 @@ async def test_shutdown_leaves_queued_jobs_and_the_next_start_runs_them(tmp_path
 
 
 @pytest.mark.parametrize("kind", sorted(STORES))
-async def test_the_daemon_runs_jobs_on_any_store(tmp_path: Path, kind: str) -> None:
+async def test_the_daemon_runs_jobs_on_any_store(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
     """Submit, deduplicate, run, cancel and restart over each store of the contract suite."""
-    place = STORES[kind](tmp_path / "store")
+    place = STORES[kind](tmp_path / "store", request.getfixturevalue)
     (tmp_path / "store").mkdir(mode=0o700)
     with anyio.fail_after(10):
         async with running_on(tmp_path, config_text(), place()) as daemon:

@@ -42,7 +42,7 @@ CANCELLED = Outcome(status="cancelled", finished_at=2002.0)
 
 @pytest.fixture(params=sorted(STORES))
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
-    return STORES[request.param](tmp_path)
+    return STORES[request.param](tmp_path, request.getfixturevalue)
 
 
 async def test_a_job_reads_back_as_submitted(place: Place) -> None:

@@ -156,7 +156,7 @@ def test_no_module_borrows_another_modules_private_names() -> None:
     assert borrowed == []
 
 
-STORAGE = {"_model", "_store", "_sqlite", "_sql", "_writer", "_memory"}
+STORAGE = {"_model", "_store", "_sqlite", "_sql", "_writer", "_memory", "_redis", "_redis_lua"}
 """The job package's storage half: the model, the contract and the stores."""
 
 

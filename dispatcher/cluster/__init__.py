@@ -1,4 +1,4 @@
-"""Cluster mode: daemons sharing rate limits and breakers through Redis.
+"""Cluster mode: daemons sharing rate limits, breakers and jobs through Redis.
 
 Imported only when a config has `[cluster]` (it imports redis).
 """

@@ -9,6 +9,8 @@ for as long as the table lives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import anyio.lowlevel
 import msgspec
@@ -46,6 +48,8 @@ class MemoryJobStore:
 
     def __init__(self, table: MemoryTable | None = None) -> None:
         self.name = "memory"
+        self.claim_every_s: float | None = None
+        self._claimed = False
         self._table = table if table is not None else MemoryTable()
         self._open = False
         self._running = False
@@ -160,6 +164,15 @@ class MemoryJobStore:
         if not self._open:
             raise StoreUnavailable("the store is not open")
         return self._table.rows
+
+    async def claim(self) -> list[Job]:
+        if self._claimed:
+            return []
+        self._claimed = True
+        return await self.unfinished()
+
+    def watch(self, finished: Callable[[str], None]) -> None:
+        pass  # one daemon owns this store: no job is finished elsewhere
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(

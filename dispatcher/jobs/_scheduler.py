@@ -100,6 +100,8 @@ class Jobs:
         """Jobs started per group whose first attempt was not admitted yet."""
         self._in_flight = 0
         self._wake = anyio.Event()
+        self._remote: dict[str, anyio.Event] = {}
+        """Long-polls here on jobs another daemon runs: set when it finished them."""
         self._stopping = False
         self._closing = anyio.Event()
         self._closed = anyio.Event()
@@ -112,7 +114,7 @@ class Jobs:
         await self.store.open()
         try:
             counts = await self.store.counts()
-            unfinished = await self.store.unfinished()
+            unfinished = await self.store.claim()
         except StoreUnavailable as exc:
             self.store.close()
             raise DaemonError(f"job store {self.store.name}: {exc.reason}") from None
@@ -120,6 +122,7 @@ class Jobs:
             self._counts[status] = counts[status]
         for job in unfinished:
             self._enqueue(LiveJob(job, None))
+        self.store.watch(self._finished_elsewhere)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Schedule until `stop()`, drain, and return after `aclose()`."""
@@ -127,6 +130,9 @@ class Jobs:
             await tg.start(self.store.run)
             sweeper = anyio.CancelScope()
             tg.start_soon(self._sweep_periodically, sweeper)
+            claimer = anyio.CancelScope()
+            if self.store.claim_every_s is not None:
+                tg.start_soon(self._claim_periodically, claimer, self.store.claim_every_s)
             if self._live:
                 logger.info("resuming %d unfinished jobs", len(self._live))
             task_status.started()
@@ -138,6 +144,7 @@ class Jobs:
                 logger.info("drain_timeout_s passed: jobs still running stay for the next start")
             await self._closing.wait()
             sweeper.cancel()
+            claimer.cancel()
             self.store.stop()
         self._closed.set()
 
@@ -190,10 +197,59 @@ class Jobs:
                 await live.done.wait()
         if live is not None and live.final is not None:
             return live.final  # durable just now: no need to read it back
+        if live is None and wait_s > 0 and not self._stopping:
+            return await self._wait_elsewhere(job_id, wait_s)
         job = await self.store.get(job_id)
         if job is None:
             raise UnknownJob(job_id)
         return self._overlay(job)
+
+    async def _wait_elsewhere(self, job_id: str, wait_s: float) -> Job:
+        """Long-poll a job this daemon does not run (a shared store: another daemon does)."""
+        done = self._remote.setdefault(job_id, anyio.Event())  # before reading: none missed
+        try:
+            job = await self.store.get(job_id)
+            if job is None:
+                raise UnknownJob(job_id)
+            if job.status in TERMINAL:
+                return job
+            with anyio.move_on_after(wait_s):
+                await done.wait()
+            found = await self.store.get(job_id)
+            return job if found is None else self._overlay(found)
+        finally:
+            if not done.is_set() and self._remote.get(job_id) is done:
+                del self._remote[job_id]
+
+    def _finished_elsewhere(self, job_id: str) -> None:
+        """Another daemon finished (or took over) `job_id`: wake long-polls, stop running it."""
+        remote = self._remote.pop(job_id, None)
+        if remote is not None:
+            remote.set()
+        live = self._live.pop(job_id, None)
+        if live is None:
+            return
+        live.cancelled = True
+        if live.scope is not None:
+            live.scope.cancel()
+        self._counts[live.status] -= 1
+        live.done.set()  # its long-polls read the stored state
+
+    async def _claim_periodically(self, scope: anyio.CancelScope, every_s: float) -> None:
+        """Take over the jobs of daemons that died (a store shared by several)."""
+        with scope:
+            while True:
+                await anyio.sleep(every_s)
+                if self._stopping:
+                    return
+                try:
+                    jobs = await self.store.claim()
+                except StoreUnavailable:
+                    continue  # logged by the store; next turn
+                for job in jobs:
+                    if job.id not in self._live:
+                        logger.info("job %s: taken over (its daemon's lease expired)", job.id)
+                        self._enqueue(LiveJob(job, None))
 
     async def recent(self, status: Status | None, limit: int) -> list[Job]:
         return [self._overlay(job) for job in await self.store.recent(status, limit)]
@@ -201,7 +257,9 @@ class Jobs:
     async def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job never starts, a running one's attempt is cancelled."""
         live = self._live.get(job_id)
-        if live is not None and not live.cancelled:
+        if live is None:  # finished, unknown, or (a shared store) run by another daemon
+            await self.store.finish(job_id, cancelled())
+        elif not live.cancelled:
             live.cancelled = True
             if live.scope is not None:
                 live.scope.cancel()
@@ -363,6 +421,8 @@ class Jobs:
                 self._launching[live.model] -= 1
 
     def _requeue(self, live: LiveJob, reason: str, retry_after: float) -> None:
+        if self._live.get(live.id) is not live:
+            return  # finished (or taken over) by another daemon meanwhile: not ours to run
         live.tries += 1
         if reason in ("cooling_down", "rate_limited", "store"):
             delay = max(retry_after, _BACKOFF_S[0])

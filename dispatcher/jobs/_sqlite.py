@@ -44,6 +44,8 @@ class SqliteJobStore:
     def __init__(self, path: Path, *, inbox: int = INBOX) -> None:
         self.path = path
         self.name = str(path)
+        self.claim_every_s: float | None = None
+        self._claimed = False
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._readers: list[sqlite3.Connection] = []
@@ -192,6 +194,15 @@ class SqliteJobStore:
         return sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
+
+    async def claim(self) -> list[Job]:
+        if self._claimed:
+            return []
+        self._claimed = True
+        return await self.unfinished()
+
+    def watch(self, finished: Callable[[str], None]) -> None:
+        pass  # one daemon owns this store: no job is finished elsewhere
 
     def statistics(self) -> StoreStatistics:
         return self._writer.statistics()

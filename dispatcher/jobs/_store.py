@@ -9,6 +9,7 @@ instances of it over one place).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -73,7 +74,8 @@ class JobStore(Protocol):
     running) the next daemon to open the store runs each of them again, so a job runs at
     least once and its result is recorded exactly once. A store that one daemon owns
     (SQLite: a lock file; memory: one store per table) needs nothing more; a store shared
-    by several daemons must hand the jobs of a daemon that died to another one.
+    by several daemons must hand the jobs of a daemon that died to another one
+    (`claim()`), and say when another daemon finished a job (`watch()`).
 
     **Ordering and priority.** Jobs are kept in submission order (the order in which
     their `insert` returned). `unfinished()` gives them oldest first, `recent()` newest
@@ -87,6 +89,8 @@ class JobStore(Protocol):
     """
 
     name: str
+    claim_every_s: float | None
+    """How often the scheduler calls `claim()` again (None: only at the start)."""
 
     async def open(self) -> None: ...
 
@@ -128,6 +132,18 @@ class JobStore(Protocol):
 
     async def counts(self) -> dict[Status, int]:
         """How many jobs the store holds, by status (every status present)."""
+        ...
+
+    async def claim(self) -> list[Job]:
+        """Unfinished jobs this daemon is to run (again) now, oldest first. A store one
+        daemon owns gives every unfinished job at the first call, none later; a shared
+        store gives those whose daemon is gone (its lease expired), now this one's."""
+        ...
+
+    def watch(self, finished: Callable[[str], None]) -> None:
+        """Have `finished(job_id)` called when another daemon finishes a job (a result, a
+        cancel): for long-polls here, and to stop running it here. A store one daemon
+        owns never calls it."""
         ...
 
     def statistics(self) -> StoreStatistics: ...
