@@ -96,6 +96,7 @@ class Daemon:
         self.tcp_address: tuple[str, int] | None = None
         self.metrics_address: tuple[str, int] | None = None
         self.notifier = notifier or Notifier()
+        self._jobs_running = False
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until `stop()` (or a signal, when `handle_signals` runs beside it)."""
@@ -115,7 +116,7 @@ class Daemon:
         inherited = self.inherited
         sockets = [bind_unix(self.socket_path) if inherited is None else inherited.unix]
         try:
-            await self.jobs.open()
+            jobs_open = await self._open_jobs(first=True)
             job_routes = JobRoutes(self.jobs, max_body_bytes=server.max_body_bytes)
             api = Api(
                 self.supervisor,
@@ -161,7 +162,10 @@ class Daemon:
                     await actors_tg.start(self.cluster.run)
                 for actor in self.actors:
                     await actors_tg.start(actor.run)
-                await actors_tg.start(self.jobs.run)
+                if jobs_open:
+                    await actors_tg.start(self.jobs.run)
+                else:  # the cluster's store is unreachable: jobs join when it is back
+                    actors_tg.start_soon(self._jobs_when_the_store_opens, actors_tg)
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
                         # The API ends its streams at drain_timeout_s (an error chunk and
@@ -189,7 +193,8 @@ class Daemon:
                     task_status.started()
                 # Listeners are closed and in-flight requests answered: jobs drain (running
                 # ones within drain_timeout_s, the rest stay queued), then the actors.
-                await self.jobs.aclose()
+                if self._jobs_running:
+                    await self.jobs.aclose()
                 for actor in self.actors:
                     actor.close()
                 if self.cluster is not None:  # after its peers gave their leases back
@@ -261,6 +266,30 @@ class Daemon:
         if self.cluster is None:
             return {"enabled": False}
         return await self.cluster.status(self.config.deployment)
+
+    async def _open_jobs(self, *, first: bool = False) -> bool:
+        """Open the job store. In cluster mode an unreachable Redis is no start error: live
+        requests are served and job routes answer 503 `store_unavailable` meanwhile."""
+        try:
+            await self.jobs.open()
+        except DaemonError as exc:
+            if self.cluster is None:
+                raise
+            if first:
+                logger.warning("jobs wait for the cluster's job store: %s", exc)
+            return False
+        self._jobs_running = True
+        return True
+
+    async def _jobs_when_the_store_opens(self, tg: TaskGroup) -> None:
+        delay = 0.5
+        while not self._stopping:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            if not self._stopping and await self._open_jobs():
+                await tg.start(self.jobs.run)
+                logger.info("jobs: the cluster's job store is reachable; jobs are served")
+                return
 
     def _status_line(self) -> str:
         return f"serving {len(self.actors)} deployments in {len(self.router.groups)} groups"

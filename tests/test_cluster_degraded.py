@@ -12,6 +12,14 @@ from .cluster_support import Daemon, RedisServer, chat, cluster_config, cluster_
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+MOCK = """
+[[deployment]]
+name = "m"
+group = "g"
+provider = "mock"
+model = "m"
+"""
+
 
 async def connected_gauge(proc: Daemon) -> str:
     async with proc.client() as client:
@@ -63,3 +71,27 @@ rpm = 4
                 assert await statuses(procs[1], 1) == [200]
                 for proc in procs:
                     assert sum("unreachable" in line for line in proc.lines) == 1
+
+
+async def test_a_daemon_starts_without_redis_and_takes_jobs_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """Redis down at start: the daemon serves live requests, job submissions answer 503
+    store_unavailable (nothing acknowledged); Redis up: jobs are taken and run."""
+    redis = RedisServer(tmp_path)
+    config = cluster_config(redis.url, cluster_name(), MOCK)
+    async with daemons(tmp_path, config, 1) as [proc]:
+        with anyio.fail_after(30):
+            await proc.wait_for("jobs wait for the cluster's job store")
+            async with proc.client() as client:
+                assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+                refused = await client.post("/v1/jobs", json={"request": chat()})
+                assert refused.status_code == 503
+                assert refused.json()["error"]["code"] == "store_unavailable"
+            with redis.running():
+                await proc.wait_for("job store is reachable; jobs are served")
+                async with proc.client() as client:
+                    taken = await client.post("/v1/jobs", json={"request": chat()})
+                    assert taken.status_code == 202
+                    job = (await client.get(f"/v1/jobs/{taken.json()['id']}?wait=20")).json()
+                assert job["status"] == "succeeded"
