@@ -142,7 +142,7 @@ async def test_idle_and_slow_connections_cannot_lock_clients_out(tmp_path: Path)
                 with contextlib.suppress(anyio.BrokenResourceError):
                     for byte in head:
                         await stream.send(bytes([byte]))
-                        await anyio.sleep(0.1)  # the attack's pace (8 s for the head)
+                        await anyio.sleep(0.1)  # sleep-ok: the attack's pace (8 s for the head)
 
             async def watch(stream: ByteStream) -> None:
                 closed.append(await until_closed(stream))

@@ -240,7 +240,7 @@ async def test_silent_and_trickling_connections_are_closed_at_the_header_deadlin
                         with contextlib.suppress(anyio.BrokenResourceError):
                             for byte in trickle[:-4]:  # never completes the head
                                 await slow.send(bytes([byte]))
-                                await anyio.sleep(0.05)  # the attack's pace, not a wait
+                                await anyio.sleep(0.05)  # sleep-ok: the attack's pace, not a wait
 
                     tg.start_soon(drip)
                     assert await read_to_eof(silent) == b""
