@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 
+from actors import ChatCall
 from bench.procs import Child, spawn, wait_unix_health
 
 CONFIG = """
@@ -58,12 +59,8 @@ model = "mock-other"
 """
 
 GOOD: dict[str, Any] = {"model": "mini", "messages": [{"role": "user", "content": "hi"}]}
-CHAT_FIELDS = (
-    "model messages frequency_penalty logit_bias logprobs top_logprobs max_tokens "
-    "max_completion_tokens n presence_penalty reasoning_effort response_format seed stop "
-    "stream stream_options temperature top_p tools tool_choice parallel_tool_calls user "
-    "fallbacks"
-).split()
+CHAT_FIELDS = list(ChatCall.__struct_fields__)
+"""Every field a chat request may set (the current API's parameters and `fallbacks`)."""
 JOB_FIELDS = ["request", "idempotency_key", "metadata", "timeout_s", "priority"]
 HUGE_INTS = [2**31, 2**63, -(2**63) - 1, 2**64, 10**30, -(10**400)]
 LONG_NUMBERS = [b"9" * 5000, b"-" + b"1" * 4400, b"1e400", b"-1e999", b"1" + b"0" * 400 + b".5"]

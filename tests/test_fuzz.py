@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.fuzz import CHAT_FIELDS, GOOD, JOB_FIELDS
 from dispatcher import Daemon
 
 from .helpers import running_daemon
@@ -48,14 +49,6 @@ provider = "mock"
 model = "mock-other"
 """
 
-GOOD: dict[str, Any] = {"model": "mini", "messages": [{"role": "user", "content": "hi"}]}
-CHAT_FIELDS = (
-    "model messages frequency_penalty logit_bias logprobs top_logprobs max_tokens "
-    "max_completion_tokens n presence_penalty reasoning_effort response_format seed stop "
-    "stream stream_options temperature top_p tools tool_choice parallel_tool_calls user "
-    "fallbacks"
-).split()
-JOB_FIELDS = ("request", "idempotency_key", "metadata", "timeout_s", "priority")
 SETTINGS = settings(
     max_examples=1000,
     deadline=None,
