@@ -8,6 +8,11 @@ JSON and error answers are read whole by aiohttp into an `httpx.Response`, and
 event streams are handed on piece by piece. aiohttp errors are mapped to
 httpx's exception tree here, once.
 
+`exchange` is the actor's narrower seam onto the same pool: a request as method, URL,
+headers and body, an `Answer` back, and no `httpx.Request`/`httpx.Response` built on the
+way (those cost about as much CPU as the rest of an attempt's Python code). Limits, error
+mapping and body decoding are the same as `handle_async_request`'s.
+
 Bodies are bounded: no answer, whole or streamed, may bring more than
 `max_response_bytes` (decoded); past it the read fails with `ResponseTooLarge`
 and the connection is dropped, not drained. Compressed answers (gzip, deflate,
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Final
 
 import aiohttp
@@ -79,7 +84,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     def _url(self, url: httpx.URL) -> URL:
-        key = str(url)
+        return self._url_of(str(url))
+
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Answer:
+        """`handle_async_request` without the httpx objects: the answer's body is read whole
+        unless it is an event stream (2xx, not JSON or text), which the caller reads with
+        `Answer.aiter_raw` and must `aclose`. Raises httpx's transport errors."""
+        session = self._session_now()
+        with _mapped_errors(None):
+            response = await session.request(
+                method, self._url_of(url), data=body, headers=headers, allow_redirects=False
+            )
+            seen: Mapping[str, str] = response.headers
+            if _encoded(response):
+                seen = httpx.Headers(_decoded_headers(response))
+            if response.status >= 300 or response.content_type in _WHOLE_BODY_TYPES:
+                content = await self._read_whole(response, None)
+                return Answer(response.status, seen, content, None, self._max_bytes)
+        return Answer(response.status, seen, None, response, self._max_bytes)
+
+    def _url_of(self, key: str) -> URL:
         cached = self._urls.get(key)
         if cached is None:
             if len(self._urls) >= _MAX_CACHED_URLS:
@@ -111,7 +137,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request=request,
         )
 
-    async def _read_whole(self, response: aiohttp.ClientResponse, request: httpx.Request) -> bytes:
+    async def _read_whole(
+        self, response: aiohttp.ClientResponse, request: httpx.Request | None
+    ) -> bytes:
         """The body, read with a running count: past the limit the connection is dropped."""
         limit = self._max_bytes
         declared = response.content_length
@@ -142,7 +170,7 @@ class _Stream(httpx.AsyncByteStream):
     """A streamed aiohttp body; closing it early drops the connection (the upstream stops)."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, request: httpx.Request, limit: int
+        self, response: aiohttp.ClientResponse, request: httpx.Request | None, limit: int
     ) -> None:
         self._response = response
         self._request = request
@@ -166,6 +194,59 @@ class _Stream(httpx.AsyncByteStream):
             self._response.close()
 
 
+class Answer:
+    """A provider's answer from `AiohttpTransport.exchange`: what the actor reads of an
+    `httpx.Response` (status_code, headers, content, is_success, aread, aiter_raw, aclose),
+    without building one. `content` is there once the body was read whole."""
+
+    __slots__ = ("_body", "_stream", "headers", "status_code")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        response: aiohttp.ClientResponse | None,
+        limit: int,
+    ) -> None:
+        self.status_code = status
+        self.headers = headers
+        self._body = content
+        self._stream = None if response is None else _Stream(response, None, limit)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def is_stream_consumed(self) -> bool:
+        return self._body is not None
+
+    @property
+    def content(self) -> bytes:
+        if self._body is None:
+            raise httpx.ResponseNotRead()
+        return self._body
+
+    async def aread(self) -> bytes:
+        if self._body is None:
+            assert self._stream is not None
+            self._body = b"".join([piece async for piece in self._stream])
+        return self._body
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        if self._body is not None:
+            yield self._body
+            return
+        assert self._stream is not None
+        async for piece in self._stream:
+            yield piece
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+
 def _encoded(response: aiohttp.ClientResponse) -> bool:
     encoding = response.headers.get("Content-Encoding")
     return encoding is not None and encoding.strip().lower() in _DECODED_ENCODINGS
@@ -181,7 +262,7 @@ def _decoded_headers(
 
 
 def _too_large(
-    limit: int, request: httpx.Request, *, declared: int | None = None
+    limit: int, request: httpx.Request | None, *, declared: int | None = None
 ) -> ResponseTooLarge:
     size = f" ({declared} bytes declared)" if declared is not None else ""
     return ResponseTooLarge(
@@ -190,7 +271,7 @@ def _too_large(
 
 
 @contextlib.contextmanager
-def _mapped_errors(request: httpx.Request) -> Iterator[None]:
+def _mapped_errors(request: httpx.Request | None) -> Iterator[None]:
     try:
         yield
     except aiohttp.ServerTimeoutError as exc:

@@ -6,7 +6,9 @@ that is most of its cost. `Upstream` builds the `httpx.Request` itself (URL
 parsed once per endpoint), drives the adapter's `httpx.Auth` flow when there
 is one, and hands the request straight to an httpx transport: the same
 transports as `AsyncClient` (aiohttp's pool in production, `MockTransport` in
-tests). Transport errors are mapped to classified `ProviderError`s here, once:
+tests). On aiohttp's pool without a signing auth (every provider but Bedrock) it
+goes through the transport's narrower `exchange` seam instead, and no httpx object is
+built per attempt. Transport errors are mapped to classified `ProviderError`s here, once:
 an answer over the deployment's `max_response_bytes` is a `server_error` (the
 deployment misbehaves; another may answer), any other transport failure a
 `connection` error or a `timeout`.
@@ -21,7 +23,7 @@ from typing import Final
 import httpx
 
 from ._exceptions import ErrorClass, ProviderError
-from ._transport import ResponseTooLarge
+from ._transport import AiohttpTransport, Answer, ResponseTooLarge
 from .providers import HttpRequest
 
 _MAX_CACHED_URLS: Final = 64
@@ -30,14 +32,18 @@ _MAX_CACHED_URLS: Final = 64
 class Upstream:
     """Sends adapter-built requests through one transport and reads whole responses."""
 
-    __slots__ = ("_auth", "_transport", "_urls")
+    __slots__ = ("_auth", "_direct", "_transport", "_urls")
 
     def __init__(self, transport: httpx.AsyncBaseTransport, auth: httpx.Auth | None) -> None:
         self._transport = transport
         self._auth = auth
         self._urls: dict[str, httpx.URL] = {}
+        # A signing auth needs an httpx.Request to sign: only unsigned requests skip it.
+        self._direct = (
+            transport if isinstance(transport, AiohttpTransport) and auth is None else None
+        )
 
-    async def send(self, http: HttpRequest) -> httpx.Response:
+    async def send(self, http: HttpRequest) -> httpx.Response | Answer:
         """The provider's whole response; `ProviderError` for transport failures."""
         response = await self.open(http)
         try:
@@ -47,8 +53,11 @@ class Upstream:
             await response.aclose()
         return response
 
-    async def open(self, http: HttpRequest) -> httpx.Response:
+    async def open(self, http: HttpRequest) -> httpx.Response | Answer:
         """The provider's response with its body still to read (the caller must aclose it)."""
+        if self._direct is not None:
+            with _mapped():
+                return await self._direct.exchange(http.method, http.url, http.headers, http.body)
         url = self._url(http.url)
         request = httpx.Request(http.method, url, headers=http.headers, content=http.body)
         with _mapped():
@@ -59,7 +68,7 @@ class Upstream:
             return await self._transport.handle_async_request(request)
 
     @staticmethod
-    async def pieces(response: httpx.Response) -> AsyncIterator[bytes]:
+    async def pieces(response: httpx.Response | Answer) -> AsyncIterator[bytes]:
         """The body of an opened response as it arrives (already whole for some transports)."""
         if response.is_stream_consumed:  # e.g. httpx.MockTransport reads the body itself
             yield response.content

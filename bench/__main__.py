@@ -332,6 +332,9 @@ def _progress_line(r: Row) -> str:
         )
     else:
         figures = f"{r.rps:.0f} req/s, p50 {ms(r.p50_ms)} ms, p99 {ms(r.p99_ms)} ms"
+    cost = r.cpu_us_per_chunk if r.stream else r.cpu_us_per_req
+    if cost is not None:
+        figures += f", CPU {cost:.1f} us/{'chunk' if r.stream else 'req'}"
     return f"{where}: {figures}, errors {r.errors}" + "".join(
         f", {k} {v:.0f}%" for k, v in r.cpu_pct.items() if "." not in k
     )

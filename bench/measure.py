@@ -49,6 +49,11 @@ class Row:
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
     chunks_per_stream: dict[int, int] = field(default_factory=dict)  # N chunks -> streams
+    # The target's own CPU time (utime + stime of its process over the window, every thread)
+    # per successful request and, in a streamed row, per data event delivered. The cost figure
+    # that holds on a shared machine, where the target may not get its whole core.
+    cpu_us_per_req: float | None = None
+    cpu_us_per_chunk: float | None = None
 
 
 def percentile(sorted_values: list[int], q: float) -> float | None:
@@ -140,19 +145,23 @@ def merge(
     busy = sum(v for k, v in cpu.items() if k.endswith(".busy"))
     ours = sum(cpu.get(k, 0.0) for k in ("target", "upstream", "loadgen"))
     cpu["other"] = max(0.0, busy - ours)
+    requests, chunks = len(latencies), sum(r.chunks for r in results)
+    own = cpu.get("target")
     return Row(
         target=target,
         delay_ms=delay_ms,
         concurrency=concurrency,
-        rps=len(latencies) / duration,
+        rps=requests / duration,
         p50_ms=_ms(percentile(latencies, 50)),
         p99_ms=_ms(percentile(latencies, 99)),
         errors=sum(kinds.values()),
         error_kinds=kinds,
         unfinished=sum(r.unfinished for r in results),
         cpu_pct={k: round(100 * v / duration, 1) for k, v in cpu.items()},
-        chunks_per_s=sum(r.chunks for r in results) / duration,
+        chunks_per_s=chunks / duration,
         ttft_p50_ms=_ms(percentile(ttft, 50)),
         ttft_p99_ms=_ms(percentile(ttft, 99)),
         chunks_per_stream=dict(sorted(per_stream.items())),
+        cpu_us_per_req=None if own is None or not requests else round(1e6 * own / requests, 1),
+        cpu_us_per_chunk=None if own is None or not chunks else round(1e6 * own / chunks, 2),
     )

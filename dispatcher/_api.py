@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors import BreakerState, ChatCall, call_decoder, encoder, format_cost
 
+from ._disconnect import watching
 from ._exceptions import DispatchError, InvalidRequest, UnknownGroup
 from ._http import (
     App,
@@ -99,6 +100,7 @@ class Api:
             call = _decode_call(body)
             info.group = call.model
             done = await _unless_client_leaves(
+                scope,
                 receive,
                 partial(supervisor.open_stream if call.stream else supervisor.complete, call),
             )
@@ -122,7 +124,7 @@ class Api:
             return
         if call.stream:
             info.served(stream.deployment, stream.attempts, None)
-            await _stream(stream, receive, send, self._drain)
+            await _stream(stream, scope, receive, send, self._drain)
             info.served(stream.deployment, stream.attempts, stream.usage)
             info.outcome = stream.outcome
             return
@@ -201,7 +203,9 @@ def _model_object(group: str) -> dict[str, str | int]:
     return {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
 
 
-async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drain) -> None:
+async def _stream(
+    stream: ChunkStream, scope: Scope, receive: Receive, send: Send, drain: Drain
+) -> None:
     """Send a committed stream as server-sent events; a client that leaves cancels it.
 
     At the drain deadline the stream ends as any failure after the commit does.
@@ -218,14 +222,12 @@ async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drai
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         done = False
         with drain.scope() as relay:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            async with watching(scope, receive):
                 async for batch in stream.batches():
                     body = b"".join([b"data: " + encoder.encode(c) + b"\n\n" for c in batch])
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
                 done = True
-                tg.cancel_scope.cancel()
         if relay.cancelled_caught and not done:
             stream.close()  # the upstream call stops now, not when this last write is done
             last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\ndata: [DONE]\n\n"
@@ -236,24 +238,16 @@ async def _stream(stream: ChunkStream, receive: Receive, send: Send, drain: Drai
 
 
 async def _unless_client_leaves(
-    receive: Receive, work: Callable[[], Awaitable[Dispatched | ChunkStream]]
+    scope: Scope, receive: Receive, work: Callable[[], Awaitable[Dispatched | ChunkStream]]
 ) -> list[Dispatched | ChunkStream | DispatchError]:
     """`work`'s result or error, or nothing if the client disconnected first (cancelling it)."""
     done: list[Dispatched | ChunkStream | DispatchError] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+    async with watching(scope, receive):
         try:
             done.append(await work())
         except DispatchError as exc:
             done.append(exc)
-        tg.cancel_scope.cancel()
     return done
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
 
 
 def _decode_call(body: bytes) -> ChatCall:

@@ -36,6 +36,7 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._connections import Connections
+from ._disconnect import EXTENSION, Disconnect
 
 logger = logging.getLogger("dispatcher.connections")
 
@@ -109,6 +110,8 @@ class BoundedProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
+        # The signals of this connection's requests not yet answered (pipelining: several).
+        self._disconnects: list[tuple[Any, Disconnect]] = []
 
     # -- connection ---------------------------------------------------------------
 
@@ -129,6 +132,10 @@ class BoundedProtocol(HttpToolsProtocol):
                 timer.cancel()
         self._head_timer = self._body_timer = self._send_timer = self._linger_timer = None
         super().connection_lost(exc)
+        disconnects, self._disconnects = self._disconnects, []
+        for cycle, disconnect in disconnects:
+            if not cycle.response_complete:
+                disconnect.fire()
 
     def evict(self) -> None:
         """Close now: the daemon is at max_connections and a new client needs the place."""
@@ -214,8 +221,14 @@ class BoundedProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._connections.busy(self)
+        # Before uvicorn starts the app on this scope: the route finds the signal in it.
+        disconnect = Disconnect()
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[EXTENSION] = disconnect
         super().on_headers_complete()
         cycle = self.cycle
+        self._disconnects = [(c, d) for c, d in self._disconnects if not c.response_complete]
+        self._disconnects.append((cycle, disconnect))
         cycle.transport = self._cycle_transport  # type: ignore[assignment]  # what it uses
         # Until the body has arrived whole, an answer closes the connection: uvicorn would
         # otherwise keep reading (and dropping) a body nobody wants, forever if it never ends.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -133,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 FORMATS: Final = ("text", "json")
+_GC_GEN0_THRESHOLD: Final = 10_000
+"""Tracked allocations (net) between gen-0 collections; CPython's default is 700."""
 
 
 def _version() -> str:
@@ -196,6 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.inherit is not None:
         inherited = Inherited.parse(args.worker or "0/1", args.inherit)
         check_workers(config, inherited.workers)
+    _tune_gc()
     anyio.run(
         serve,
         config,
@@ -206,6 +210,21 @@ def _serve(args: argparse.Namespace) -> int:
         backend_options={"use_uvloop": True},
     )
     return 0
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a daemon that allocates in bursts.
+
+    Each request and each streamed chunk allocates a few dozen tracked objects (Structs,
+    tuples, dicts); at CPython's default gen-0 threshold (700) that ran a collection every
+    few requests, and the collections showed as ~10 % of the daemon's CPU in py-spy
+    profiles. What start-up built (modules, config, the interpreter's own objects) lives
+    as long as the process: `gc.freeze()` moves it out of every later collection.
+    Almost nothing on the hot path makes reference cycles, so a higher gen-0 threshold
+    keeps memory flat."""
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, second, third)
 
 
 def _check(args: argparse.Namespace) -> int:
