@@ -35,6 +35,10 @@ from . import _scripts
 
 logger = logging.getLogger("dispatcher.cluster")
 
+REDIS_DOWN: Final = (RedisError, OSError, RuntimeError)
+"""What a lost Redis connection raises: redis-py's errors, socket errors, and the event
+loop's RuntimeError for a transport torn down mid-call (uvloop: "handler is closed")."""
+
 HEARTBEAT_S: Final = 1.0
 MEMBER_TTL_S: Final = 3 * HEARTBEAT_S
 """A member that sent no heartbeat for this long is gone."""
@@ -144,7 +148,7 @@ class Link:
         self.calls += 1
         try:
             return await fn(scripts, client)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             self.errors += 1
             self._lost(exc)
             raise Disconnected from None
@@ -185,7 +189,7 @@ class Link:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._listen, pubsub)
                         tg.start_soon(self._heartbeats, scripts)
-            except (RedisError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 self._lost(exc)
             finally:
                 self._session = None
@@ -271,7 +275,7 @@ class Link:
                 return
             try:
                 members = await self._beat(scripts)
-            except (RedisError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 self._lost(exc)
                 return
             if members != self.members:
@@ -302,7 +306,7 @@ class Link:
                     continue
                 for peer in list(self._peers.get(note.deployment, ())):
                     peer.heard(note)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             self._lost(exc)
 
     async def _leave(self, client: Redis, pubsub: PubSub) -> None:
@@ -311,14 +315,14 @@ class Link:
                 if self._stopping and self.connected:
                     await client.zrem(self.prefix + "members", self.member)
                     await client.delete(self.key("member", self.member))
-            except (RedisError, OSError):
+            except REDIS_DOWN:
                 pass
         self.connected = False
         with anyio.move_on_after(TIMEOUT_S):
             try:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await client.aclose()
-            except (RedisError, OSError):
+            except REDIS_DOWN:
                 pass
 
 

@@ -36,6 +36,10 @@ from ._store import StoreStatistics
 
 logger = logging.getLogger("dispatcher.jobs")
 
+REDIS_DOWN: Final = (RedisError, OSError, RuntimeError)
+"""What a lost Redis connection raises: redis-py's errors, socket errors, and the event
+loop's RuntimeError for a transport torn down mid-call (uvloop: "handler is closed")."""
+
 LEASE_S: Final = 10.0
 """How long a job stays with a daemon that stopped renewing it (killed, cut off)."""
 RENEW_S: Final = LEASE_S / 3
@@ -96,7 +100,7 @@ class RedisJobStore:
     async def open(self) -> None:
         try:
             took = await self._client.set(self._lock, b"1", nx=True, px=int(LEASE_S * 1000))
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             await self._client.aclose(close_connection_pool=True)
             raise DaemonError(f"job store {self.name}: redis unreachable ({exc})") from None
         if not took:
@@ -138,7 +142,7 @@ class RedisJobStore:
         try:  # close() is synchronous: one short blocking call releases the lock
             with redis.Redis.from_url(self._url, socket_timeout=1.0) as sync:
                 sync.delete(self._lock)
-        except (RedisError, OSError):
+        except REDIS_DOWN:
             pass  # it expires within LEASE_S
 
     def watch(self, finished: Callable[[str], None]) -> None:
@@ -291,7 +295,7 @@ class RedisJobStore:
         self._writing += 1
         try:
             return await self._scripts[script](keys=[], args=list(args))
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             self._failed += 1
             logger.error("job store %s: %s failed: %s", self.name, script.lower(), exc)
             raise StoreUnavailable("redis unreachable") from None
@@ -304,7 +308,7 @@ class RedisJobStore:
             raise StoreUnavailable("the store is not open")
         try:
             return await fn(self._client)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             logger.error("job store %s: read failed: %s", self.name, exc)
             raise StoreUnavailable("redis unreachable") from None
 
@@ -328,13 +332,13 @@ class RedisJobStore:
                         data = message.get("data")
                         if isinstance(data, bytes) and len(data) <= 256:
                             self._heard(data.decode(errors="replace"))
-            except (RedisError, OSError):
+            except REDIS_DOWN:
                 pass
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(TIMEOUT_S):
                     try:
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    except (RedisError, OSError):
+                    except REDIS_DOWN:
                         pass
             await anyio.sleep(0.5)
 
@@ -354,7 +358,7 @@ class RedisJobStore:
     async def _renew(self) -> None:
         try:
             await self._client.set(self._lock, b"1", px=int(LEASE_S * 1000))
-        except (RedisError, OSError):
+        except REDIS_DOWN:
             raise StoreUnavailable("redis unreachable") from None
         if self._held:
             held = sorted(self._held)
