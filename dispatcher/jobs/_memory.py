@@ -9,8 +9,6 @@ for as long as the table lives.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import anyio
 import anyio.lowlevel
 import msgspec
@@ -18,7 +16,7 @@ from anyio.abc import TaskStatus
 
 from .._exceptions import DaemonError, StoreUnavailable
 from ._model import STATUSES, UNFINISHED, Existing, Job, NewJob, Outcome, Status
-from ._store import StoreStatistics
+from ._store import SingleOwnerStore, StoreStatistics
 
 
 class _Row:
@@ -43,13 +41,11 @@ class MemoryTable:
         return f"<MemoryTable [jobs {len(self.rows)}]>"
 
 
-class MemoryJobStore:
+class MemoryJobStore(SingleOwnerStore):
     """`JobStore` over a `MemoryTable` (a new one unless given)."""
 
     def __init__(self, table: MemoryTable | None = None) -> None:
         self.name = "memory"
-        self.claim_every_s: float | None = None
-        self._claimed = False
         self._table = table if table is not None else MemoryTable()
         self._open = False
         self._running = False
@@ -164,15 +160,6 @@ class MemoryJobStore:
         if not self._open:
             raise StoreUnavailable("the store is not open")
         return self._table.rows
-
-    async def claim(self) -> list[Job]:
-        if self._claimed:
-            return []
-        self._claimed = True
-        return await self.unfinished()
-
-    def watch(self, finished: Callable[[str], None]) -> None:
-        pass  # one daemon owns this store: no job is finished elsewhere
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(

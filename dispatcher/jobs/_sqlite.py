@@ -29,7 +29,7 @@ from .._private import make_private, private_folder
 from . import _sql
 from ._model import Existing, Job, NewJob, Outcome, Status
 from ._sql import Finish, Insert, Sweep, reason
-from ._store import StoreStatistics
+from ._store import SingleOwnerStore, StoreStatistics
 from ._writer import INBOX, Writer
 
 logger = logging.getLogger("dispatcher.jobs")
@@ -38,14 +38,12 @@ _READERS: Final = 4
 _T = TypeVar("_T")
 
 
-class SqliteJobStore:
+class SqliteJobStore(SingleOwnerStore):
     """`JobStore` in the SQLite file at `path` (`inbox`: writes that may wait)."""
 
     def __init__(self, path: Path, *, inbox: int = INBOX) -> None:
         self.path = path
         self.name = str(path)
-        self.claim_every_s: float | None = None
-        self._claimed = False
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._readers: list[sqlite3.Connection] = []
@@ -194,15 +192,6 @@ class SqliteJobStore:
         return sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
-
-    async def claim(self) -> list[Job]:
-        if self._claimed:
-            return []
-        self._claimed = True
-        return await self.unfinished()
-
-    def watch(self, finished: Callable[[str], None]) -> None:
-        pass  # one daemon owns this store: no job is finished elsewhere
 
     def statistics(self) -> StoreStatistics:
         return self._writer.statistics()

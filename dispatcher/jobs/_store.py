@@ -147,3 +147,24 @@ class JobStore(Protocol):
         ...
 
     def statistics(self) -> StoreStatistics: ...
+
+
+class SingleOwnerStore:
+    """What a store one daemon owns alone answers to `claim`, `watch` and `claim_every_s`:
+    every unfinished job once, at start (they were this daemon's when it stopped or
+    crashed), and nothing is ever finished elsewhere. A subclass gives `unfinished()`."""
+
+    claim_every_s: float | None = None
+    _claimed: bool = False
+
+    async def unfinished(self) -> list[Job]:
+        raise NotImplementedError
+
+    async def claim(self) -> list[Job]:
+        if self._claimed:
+            return []
+        self._claimed = True
+        return await self.unfinished()
+
+    def watch(self, finished: Callable[[str], None]) -> None:
+        pass  # one daemon owns this store: no job is finished elsewhere
