@@ -11,11 +11,12 @@ the watcher task.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
+from types import TracebackType
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 
 EXTENSION: Final = "dispatcher.disconnect"
 
@@ -50,23 +51,48 @@ class Disconnect:
         self._scopes.discard(scope)
 
 
-@asynccontextmanager
-async def watching(scope: Scope, receive: Receive) -> AsyncIterator[anyio.CancelScope]:
+class watching:  # named as the function it replaced: `async with watching(scope, receive)`
     """A cancel scope that is cancelled when the client disconnects. Use it around work
-    that waits on no other `receive()`."""
-    disconnect = scope.get("extensions", {}).get(EXTENSION)
-    if isinstance(disconnect, Disconnect):
-        with anyio.CancelScope() as cancel:
-            disconnect.watch(cancel)
-            try:
-                yield cancel
-            finally:
-                disconnect.unwatch(cancel)
-        return
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-        yield tg.cancel_scope
+    that waits on no other `receive()`.
+
+    A class rather than an `asynccontextmanager`: it is entered once per request, and a
+    generator-based manager costs a generator and its frame each time.
+    """
+
+    __slots__ = ("_cancel", "_disconnect", "_receive", "_tg")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        disconnect = scope.get("extensions", {}).get(EXTENSION)
+        self._disconnect = disconnect if isinstance(disconnect, Disconnect) else None
+        self._receive = receive
+        self._cancel: anyio.CancelScope | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> anyio.CancelScope:
+        if self._disconnect is not None:
+            cancel = self._cancel = anyio.CancelScope().__enter__()
+            self._disconnect.watch(cancel)
+            return cancel
+        tg = self._tg = anyio.create_task_group()
+        await tg.__aenter__()
+        tg.start_soon(_cancel_on_disconnect, self._receive, tg.cancel_scope)
+        return tg.cancel_scope
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._disconnect is not None:
+            cancel = self._cancel
+            assert cancel is not None
+            self._disconnect.unwatch(cancel)
+            return cancel.__exit__(exc_type, exc, tb)
+        tg = self._tg
+        assert tg is not None
         tg.cancel_scope.cancel()
+        return await tg.__aexit__(exc_type, exc, tb)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

@@ -108,7 +108,7 @@ class _Histogram:
         self.documentation = documentation
         self.labels = labels
         self.bounds = bounds
-        self._les = [floatToGoString(bound) for bound in bounds] + ["+Inf"]
+        self._les = [floatToGoString(b) for b in bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         # [count in bucket 0, ..., count over the last bound, sum]
         self.series: dict[tuple[str, ...], list[float]] = {}
         if not labels:
@@ -227,9 +227,7 @@ class Metrics:
         )
         registry.register(_ActorCollector(actors))
         registry.register(
-            _FamiliesCollector(
-                (self._job_submissions, self._job_completions, self._job_queue_wait)
-            )
+            _FamiliesCollector((self._job_submissions, self._job_completions, self._job_queue_wait))
         )
 
     def request(self, group: str, outcome: str, seconds: float) -> None:

@@ -18,6 +18,10 @@ per connection:
   at most (`LogBudget`), not once each;
 - its place in the daemon's `Connections` (max_connections).
 
+It also gives each request its id (`_requestlog.request_id_of`) in the scope's extensions,
+and answers it in `x-request-id` among uvicorn's own default headers: no ASGI `send`
+wrapper per request.
+
 Closing after an error answer lingers (RFC 9112 §9.6): the write side is shut, and what
 the client still sends is read and dropped, up to `linger_bytes` or `_LINGER_S`. Closing a
 socket with unread input resets it, and a reset makes the client's kernel drop the answer
@@ -37,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._connections import Connections
 from ._disconnect import EXTENSION, Disconnect
+from ._requestlog import REQUEST_ID_EXTENSION, REQUEST_ID_HEADER, request_id_of
 
 logger = logging.getLogger("dispatcher.connections")
 
@@ -225,8 +230,14 @@ class BoundedProtocol(HttpToolsProtocol):
         disconnect = Disconnect()
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[EXTENSION] = disconnect
+        request_id = request_id_of(self.headers)
+        extensions[REQUEST_ID_EXTENSION] = request_id
         super().on_headers_complete()
         cycle = self.cycle
+        cycle.default_headers = [
+            *cycle.default_headers,
+            (REQUEST_ID_HEADER, request_id.encode("ascii")),
+        ]
         self._disconnects = [(c, d) for c, d in self._disconnects if not c.response_complete]
         self._disconnects.append((cycle, disconnect))
         cycle.transport = self._cycle_transport  # type: ignore[assignment]  # what it uses

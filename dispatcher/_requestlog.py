@@ -40,7 +40,10 @@ access_logger = logging.getLogger("dispatcher.access")
 
 MAX_REQUEST_ID: Final = 128
 _CLIENT_ID: Final = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,%d}" % MAX_REQUEST_ID)
-_HEADER: Final = b"x-request-id"
+REQUEST_ID_HEADER: Final = b"x-request-id"
+REQUEST_ID_EXTENSION: Final = "dispatcher.request_id"
+"""Where the daemon's own protocol (`_protocol`) puts the id it gave a request, which it also
+answers in `x-request-id` itself: `RequestLog` then needs no `send` wrapper."""
 _PATH_SHOWN: Final = 200
 
 ACCESS_FIELDS: Final = (
@@ -104,7 +107,7 @@ def request_info() -> RequestInfo:
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's x-request-id when it is short and plain, else a new one."""
     for name, value in headers:
-        if name == _HEADER:
+        if name == REQUEST_ID_HEADER:
             if _CLIENT_ID.fullmatch(value):
                 return value.decode("ascii")
             break  # a bad one is replaced, not refused: the answer says which id it got
@@ -122,16 +125,28 @@ class RequestLog:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        extensions = scope.get("extensions")
+        given = extensions.get(REQUEST_ID_EXTENSION) if extensions else None
+        access = self._access and access_logger.isEnabledFor(logging.INFO)
+        if given is not None and not access:
+            # The protocol answers the header: nothing to learn from `send`.
+            token = _current.set(RequestInfo(given))
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                _current.reset(token)
+            return
         started = time.perf_counter()
-        info = RequestInfo(request_id_of(scope["headers"]))
-        header = (_HEADER, info.request_id.encode("ascii"))
+        info = RequestInfo(given if given is not None else request_id_of(scope["headers"]))
+        header = None if given is not None else (REQUEST_ID_HEADER, info.request_id.encode())
         status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                if header is not None:
+                    message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         token = _current.set(info)
@@ -139,7 +154,7 @@ class RequestLog:
             await self._app(scope, receive, send_with_id)
         finally:
             _current.reset(token)
-            if self._access and access_logger.isEnabledFor(logging.INFO):
+            if access:
                 _access_line(scope, status, info, time.perf_counter() - started)
 
 

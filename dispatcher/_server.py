@@ -47,6 +47,8 @@ def make_server(
         # uvicorn calls it like its own protocol classes: config, server_state, app_state.
         http=partial(BoundedProtocol, connections=connections),  # type: ignore[arg-type]
         ws="none",
+        # Forwarded-for headers name no client of ours: the socket's peer is the client.
+        proxy_headers=False,
         timeout_graceful_shutdown=drain_timeout_s,  # type: ignore[arg-type]  # a float works
         timeout_keep_alive=keepalive_timeout_s,  # type: ignore[arg-type]  # a float works
         server_header=False,

@@ -26,9 +26,7 @@ def test_a_scrape_shows_what_prometheus_clients_own_metrics_would() -> None:
     ours = CollectorRegistry()
     metrics = Metrics(ours)
     theirs = CollectorRegistry()
-    requests = Counter(
-        "dispatcher_requests_total", "x", ["group", "outcome"], registry=theirs
-    )
+    requests = Counter("dispatcher_requests_total", "x", ["group", "outcome"], registry=theirs)
     duration = Histogram(
         "dispatcher_request_duration_seconds",
         "x",
@@ -53,9 +51,7 @@ def test_a_scrape_shows_what_prometheus_clients_own_metrics_would() -> None:
     overhead = Histogram(
         "dispatcher_overhead_seconds", "x", buckets=_OVERHEAD_BUCKETS, registry=theirs
     )
-    Histogram(
-        "dispatcher_job_queue_wait_seconds", "x", buckets=_LATENCY_BUCKETS, registry=theirs
-    )
+    Histogram("dispatcher_job_queue_wait_seconds", "x", buckets=_LATENCY_BUCKETS, registry=theirs)
     Counter("dispatcher_job_submissions_total", "x", registry=theirs)
 
     rng = random.Random(7)
@@ -87,9 +83,10 @@ def test_a_scrape_shows_what_prometheus_clients_own_metrics_would() -> None:
     mine.pop(("dispatcher_build_info", frozenset({("version", _version())})))
     assert mine == _samples(theirs, "dispatcher_")
     assert len(mine) > 100  # every family above, every bucket
-    assert metrics.cost_usd("a", "dep") == mine[
-        ("dispatcher_cost_usd_total", frozenset({("group", "a"), ("deployment", "dep")}))
-    ]
+    assert (
+        metrics.cost_usd("a", "dep")
+        == mine[("dispatcher_cost_usd_total", frozenset({("group", "a"), ("deployment", "dep")}))]
+    )
 
 
 def _version() -> str:
