@@ -93,7 +93,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         unless it is an event stream (2xx, not JSON or text), which the caller reads with
         `Answer.aiter_raw` and must `aclose`. Raises httpx's transport errors."""
         session = self._session_now()
-        with _mapped_errors(None):
+        # try/except rather than `_mapped_errors`: this runs once per attempt, and a
+        # generator-based context manager costs a generator and its frame each time.
+        try:
             response = await session.request(
                 method, self._url_of(url), data=body, headers=headers, allow_redirects=False
             )
@@ -103,6 +105,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if response.status >= 300 or response.content_type in _WHOLE_BODY_TYPES:
                 content = await self._read_whole(response, None)
                 return Answer(response.status, seen, content, None, self._max_bytes)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _httpx_error(exc, None) from exc
         return Answer(response.status, seen, None, response, self._max_bytes)
 
     def _url_of(self, key: str) -> URL:
@@ -270,17 +274,23 @@ def _too_large(
     )
 
 
+def _httpx_error(
+    exc: aiohttp.ClientError | OSError, request: httpx.Request | None
+) -> httpx.HTTPError:
+    """An aiohttp failure as the httpx transport error it is (raise it `from exc`)."""
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.ReadError(str(exc), request=request)
+    # Server disconnected, connection reset, invalid response...
+    return httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}", request=request)
+
+
 @contextlib.contextmanager
 def _mapped_errors(request: httpx.Request | None) -> Iterator[None]:
     try:
         yield
-    except aiohttp.ServerTimeoutError as exc:
-        raise httpx.ReadTimeout(str(exc), request=request) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.ReadError(str(exc), request=request) from exc
     except (aiohttp.ClientError, OSError) as exc:
-        # Server disconnected, connection reset, invalid response...
-        message = f"{type(exc).__name__}: {exc}"
-        raise httpx.RemoteProtocolError(message, request=request) from exc
+        raise _httpx_error(exc, request) from exc

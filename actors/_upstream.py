@@ -45,7 +45,16 @@ class Upstream:
 
     async def send(self, http: HttpRequest) -> httpx.Response | Answer:
         """The provider's whole response; `ProviderError` for transport failures."""
-        response = await self.open(http)
+        if self._direct is not None:
+            try:
+                answer = await self._direct.exchange(http.method, http.url, http.headers, http.body)
+            except httpx.HTTPError as exc:
+                raise _provider_error(exc) from None
+            if answer.is_stream_consumed:  # read whole already: nothing to read or close
+                return answer
+            response: httpx.Response | Answer = answer
+        else:
+            response = await self.open(http)
         try:
             with _mapped():
                 await response.aread()
@@ -89,14 +98,19 @@ class Upstream:
         await self._transport.aclose()
 
 
+def _provider_error(exc: httpx.HTTPError) -> ProviderError:
+    """An httpx transport error, as the classified provider error (raise it `from None`)."""
+    if isinstance(exc, ResponseTooLarge):
+        return ProviderError(ErrorClass.SERVER_ERROR, str(exc))
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}")
+    return ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}")
+
+
 @contextlib.contextmanager
 def _mapped() -> Iterator[None]:
     """httpx's transport errors, as classified provider errors."""
     try:
         yield
-    except ResponseTooLarge as exc:
-        raise ProviderError(ErrorClass.SERVER_ERROR, str(exc)) from None
-    except httpx.TimeoutException as exc:
-        raise ProviderError(ErrorClass.TIMEOUT, f"timeout: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
-        raise ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}") from None
+        raise _provider_error(exc) from None
