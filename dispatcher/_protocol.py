@@ -105,6 +105,8 @@ class BoundedProtocol(HttpToolsProtocol):
         self._connections = connections
         self._limits = connections.limits
         self._reading_head = True
+        self._head_begun = False  # the parser has begun a request head (its first byte)
+        self._in_body = False  # ... and completed the head, but not yet the body
         self._head_room = self._limits.max_header_bytes
         self._header_count = 0
         self._keep_alive_after_body = False
@@ -181,10 +183,22 @@ class BoundedProtocol(HttpToolsProtocol):
                     self.transport.close()
             return
         self._unset_keepalive_if_required()
-        if self._reading_head and self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self._limits.header_timeout_s, self._head_timed_out
+        self._feed(data)
+        # The deadlines start only for a head or a body left unfinished by this read: a
+        # request that arrives whole in one read (nearly all of them) costs no timer.
+        if self._closing:
+            return
+        if self._reading_head:
+            if self._head_begun and self._head_timer is None:
+                self._head_timer = self.loop.call_later(
+                    self._limits.header_timeout_s, self._head_timed_out
+                )
+        elif self._in_body and self._body_timer is None:
+            self._body_timer = self.loop.call_later(
+                self._limits.body_timeout_s, self._body_timed_out
             )
+
+    def _feed(self, data: bytes) -> None:
         while data:
             if self._reading_head:
                 # Feed no more than the head may still take: a 50 MB header is refused
@@ -212,6 +226,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._header_count = 0
+        self._head_begun = True
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -222,6 +237,8 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self._head_begun = False
+        self._in_body = True
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -245,9 +262,9 @@ class BoundedProtocol(HttpToolsProtocol):
         # otherwise keep reading (and dropping) a body nobody wants, forever if it never ends.
         self._keep_alive_after_body = cycle.keep_alive
         cycle.keep_alive = False
-        self._body_timer = self.loop.call_later(self._limits.body_timeout_s, self._body_timed_out)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None

@@ -249,6 +249,32 @@ async def test_silent_and_trickling_connections_are_closed_at_the_header_deadlin
     assert answer == b"" or status_of(answer) == 408
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["same-read", "later-read"])
+async def test_unfinished_head_after_an_answer_is_closed_at_the_header_deadline(
+    tmp_path: Path, pipelined: bool
+) -> None:
+    """A kept-alive connection whose next head never completes is closed at
+    header_timeout_s, whether that head began in the read of the request before it or in
+    a read of its own (the deadline starts with the head, not with each read)."""
+    config = CONFIG.replace("keepalive_timeout_s = 0.5", "keepalive_timeout_s = 30")
+    first, unfinished = request("/health"), request("/health")[:-4]
+    async with running_daemon(config, tmp_path) as daemon, tcp(daemon) as stream:
+        with anyio.fail_after(5):
+            if pipelined:
+                await stream.send(first + unfinished)
+            else:
+                await stream.send(first)
+                answer = b""
+                while not answer.endswith(b'{"status":"ok"}'):
+                    answer += await stream.receive()
+                await stream.send(unfinished)
+            rest = await read_to_eof(stream)
+    if pipelined:
+        assert status_of(rest) == 200
+        rest = rest.partition(b'{"status":"ok"}')[2]
+    assert rest == b"" or status_of(rest) == 408
+
+
 async def test_idle_keepalive_connection_is_closed(tmp_path: Path) -> None:
     """After an answer, a connection that sends nothing more is closed at keepalive_timeout_s."""
     async with running_daemon(CONFIG, tmp_path) as daemon, tcp(daemon) as stream:
