@@ -78,22 +78,48 @@ _BUSY: Final = raw_answer(
 
 
 class _CycleTransport:
-    """The transport as uvicorn's request cycle sees it: its close (after a
-    `connection: close` answer) lingers."""
+    """The transport as uvicorn's request cycle sees it: an answer's head goes out with
+    the first piece of its body, and its close (after a `connection: close` answer)
+    lingers.
 
-    __slots__ = ("_protocol", "_transport")
+    uvicorn writes an answer's head on `http.response.start` and its body on the next
+    message: two writes, two system calls, and two reads for the client. The head is held
+    instead, and sent with the next write; a body that does not follow in the same turn
+    of the event loop (a stream's first chunk still on its way) does not hold it longer.
+    """
+
+    __slots__ = ("_held", "_loop", "_protocol", "_transport")
 
     def __init__(self, protocol: BoundedProtocol, transport: asyncio.Transport) -> None:
         self._protocol = protocol
         self._transport = transport
+        self._loop = protocol.loop
+        self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
-        self._transport.write(data)
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))
+        elif data.startswith(b"HTTP/1.1 "):  # an answer's head
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        """Write the held head, if any."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
     def close(self) -> None:
+        self.flush()
         self._protocol.linger()
 
 
