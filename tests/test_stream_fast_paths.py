@@ -83,6 +83,7 @@ EDGES: Final = [
     b'data: {"c":"data: x"}\n\n',
     b"data: a\n\nid: 7\n\nretry: 10\ndata: b\n\n",
     b"data: a\n\nfoo\n\ndata: b\n\n",
+    b"data: a\ndata: b\n\n",
     b'data: {"x":"\xc3\xa9\xe6\x97\xa5"}\n\n',
 ]
 

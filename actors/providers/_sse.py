@@ -82,6 +82,9 @@ class SSEDecoder:
         lines: one split and a slice per event instead of a search and a copy per event.
         The caller checked that the piece is within the limit, so each event is too.
         """
+        end = piece.find(b"\n")
+        if end == len(piece) - 2 and piece.endswith(b"\n\n"):
+            return [ServerSentEvent("message", piece[6:end])]  # a slow stream's every read
         lines = piece.split(b"\n")
         if not len(lines) & 1 or any(lines[1::2]):
             return None  # a multi-line event, or an odd run of line ends: the general path
