@@ -10,10 +10,11 @@ normalised, blank lines searched) and only from where the previous scan
 stopped, and an unfinished event waits in one growing `bytearray`, never
 re-copied. An event (its unfinished tail included) longer than
 `max_event_bytes` (1 MiB by default) fails the stream as `server_error`: an
-upstream that never ends a line can cost no more than that. Events are cut at
-blank lines in bulk and the usual one-line `data: ...` event takes a fast path:
-streams are tens of events per answer, so this runs per chunk on the hot path.
-Data stays bytes (what the JSON decoders take).
+upstream that never ends a line can cost no more than that. This runs per chunk
+on the hot path, so the usual read, whole one-line `data: ...` events and no
+unfinished tail before it, is cut with one split (`_one_line_events`, which gives
+what the general path gives: tests/test_stream_fast_paths.py). Data stays bytes
+(what the JSON decoders take).
 """
 
 from __future__ import annotations
