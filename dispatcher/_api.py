@@ -35,6 +35,7 @@ from ._http import (
 )
 from ._metrics import Metrics
 from ._requestlog import request_info
+from ._sse_out import sse_body
 from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
 
@@ -224,7 +225,7 @@ async def _stream(
         with drain.scope() as relay:
             async with watching(scope, receive):
                 async for batch in stream.batches():
-                    body = b"".join([b"data: " + encoder.encode(c) + b"\n\n" for c in batch])
+                    body = sse_body(batch)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
                 done = True

@@ -162,9 +162,16 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
 def parse_openai_chunk(raw: bytes) -> ChatCompletionChunk:
     """Decode one `chat.completion.chunk`, as tolerantly as `parse_openai_completion`."""
     chunk = decode_tolerant(chunk_decoder, raw, "chat.completion.chunk", repair=_repair)
-    if any(_needs_normalizing(choice) for choice in chunk.choices):
-        choices = tuple(_normalized(choice) for choice in chunk.choices)
-        chunk = msgspec.structs.replace(chunk, choices=choices)
+    # Per chunk on the hot path: a plain loop over the (usually one) choice, and no copy
+    # unless something is renamed.
+    for choice in chunk.choices:
+        reason = choice.finish_reason
+        if (
+            reason is not None and reason not in FINISH_REASONS
+        ) or choice.delta.reasoning is not UNSET:
+            choices = tuple(_normalized(choice) for choice in chunk.choices)
+            chunk = msgspec.structs.replace(chunk, choices=choices)
+            break
     if chunk.object != "chat.completion.chunk":  # Azure's filter chunk says "" (and others)
         chunk = msgspec.structs.replace(chunk, object="chat.completion.chunk")
     return chunk
@@ -370,6 +377,8 @@ class _InBandError(Struct):
 
 
 _in_band_decoder: Final = msgspec.json.Decoder(_InBandError)
+_ERROR_KEY: Final = b'"error"'
+_LINE_ENDS: Final = frozenset(b"\r\n")
 
 
 class OpenAIStreamParser(SSEStreamParser):
@@ -384,7 +393,7 @@ class OpenAIStreamParser(SSEStreamParser):
     object with an `error` key is an in-band error, as the official SDK treats it.
     """
 
-    __slots__ = ("_done", "_finished")
+    __slots__ = ("_done", "_errors", "_finished", "_recent")
 
     cut_message = "stream ended before data: [DONE]"
 
@@ -392,6 +401,18 @@ class OpenAIStreamParser(SSEStreamParser):
         super().__init__()
         self._done = False
         self._finished = False
+        self._errors = False  # `"error"` was in the bytes fed: look for in-band errors
+        self._recent = b""  # the last bytes fed when they end mid-line: an `"error"` begun?
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        # An in-band error's `"error"` key has no line end in it, so it lies whole in the
+        # bytes fed, maybe across pieces: searched once a piece rather than in each event.
+        if not self._errors:
+            seen = self._recent + data if self._recent else data
+            self._errors = seen.find(_ERROR_KEY) >= 0
+            # A piece that ends a line ends no `"error"`; else its start may be in the last 6.
+            self._recent = seen[-6:] if seen and seen[-1] not in _LINE_ENDS else b""
+        return SSEStreamParser.feed(self, data)
 
     def _complete(self) -> bool:
         return self._done or self._finished
@@ -405,12 +426,17 @@ class OpenAIStreamParser(SSEStreamParser):
                 continue
             if not raw or self._done:
                 continue
-            if b'"error"' in raw:
+            if self._errors and _ERROR_KEY in raw:
                 _raise_in_band(raw, out)
             chunk = parse_openai_chunk(raw)
-            if any(choice.finish_reason for choice in chunk.choices):
-                self._finished = True
-            if chunk.choices or chunk.usage:
+            choices = chunk.choices
+            if choices:
+                if not self._finished:
+                    for choice in choices:
+                        if choice.finish_reason:
+                            self._finished = True
+                out.append(chunk)
+            elif chunk.usage:
                 out.append(chunk)  # not Azure's prompt-filter chunk: it carries nothing for us
         return out
 
