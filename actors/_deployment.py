@@ -263,6 +263,8 @@ class DeploymentActor:
         try:
             with anyio.move_on_after(attempt.deadline - monotonic()) as scope:
                 await turn.event.wait()
+            # Cancelled as the slot came (its client left): it must not reach the provider.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
             self._leave(turn, attempt)
             raise
