@@ -1,4 +1,5 @@
-"""Deployment actors: one per configured deployment, each with a bounded inbox."""
+"""Deployment actors: one per configured deployment, each admitting attempts to its
+slots and bounded inbox (waiting room); an attempt runs in the task that made it."""
 
 from ._chat import (
     AssistantMessage,
@@ -35,8 +36,10 @@ from ._exceptions import (
     Unsupported,
 )
 from ._limits import RETRY_AFTER_MAX_COOLDOWNS, Breaker, BreakerState, RateLimiter, TokenBucket
-from ._messages import Attempt, ChunkBatch, Failure, Outcome, Reply, Success
+from ._messages import Attempt, ChunkBatch, Failure, Outcome, Success
 from ._shared import LeasedLimiter, Limiter, Shared, Sharing
+from ._slots import Turn
+from ._streamed import StreamAttempt
 from ._tokens import TokenEstimate, estimate_tokens, text_tokens
 
 __all__ = [
@@ -64,11 +67,11 @@ __all__ = [
     "ProviderError",
     "RateLimited",
     "RateLimiter",
-    "Reply",
     "ResponseMessage",
     "Shared",
     "Sharing",
     "Stopped",
+    "StreamAttempt",
     "Success",
     "SystemMessage",
     "TokenBucket",
@@ -77,6 +80,7 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolMessage",
+    "Turn",
     "Unavailable",
     "Unsupported",
     "Usage",

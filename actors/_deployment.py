@@ -1,10 +1,15 @@
-"""The deployment actor: a bounded inbox, a pool of workers, one HTTP transport.
+"""The deployment actor: admission (breaker, limits, slots and a bounded waiting room),
+one HTTP transport, and the attempts it admitted, each run in its caller's task.
 
-`submit` is synchronous: it checks the breaker, reserves rpm/tpm and puts the
-attempt in the inbox without awaiting, so admission decisions cannot
-interleave. `concurrency` workers take attempts from the inbox; each decodes
-its own request from the attempt's bytes, translates it with the adapter,
-calls the provider, classifies the outcome, and answers the attempt's reply.
+`submit` is synchronous: it checks the breaker, reserves rpm/tpm and takes one of
+`concurrency` slots, or a place in the waiting room (`inbox` places), without
+awaiting, so admission decisions cannot interleave. The caller then runs the
+attempt itself (`call`, or `stream` for a streamed one): it waits for its turn if
+it has to, decodes its own request from the attempt's bytes, translates it with
+the adapter, calls the provider, classifies the outcome and records it here (the
+breaker, the limits, the latency), all in the request's task, so a client that
+leaves cancels the upstream call directly. A finished attempt hands its slot to
+the oldest waiter.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ import anyio
 import httpx
 import msgspec
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from config import CooldownConfig, Deployment, deployment_price
 
-from ._chat import ChatCompletionChunk, ChatRequest, Usage, request_decoder
-from ._cost import priced_chunk, priced_completion, usage_cost
+from ._chat import ChatRequest, request_decoder
+from ._cost import priced_completion, usage_cost
 from ._exceptions import (
     CoolingDown,
     ErrorClass,
@@ -39,6 +43,8 @@ from ._limits import Breaker, BreakerState, RateLimiter
 from ._messages import Attempt, Failure, Outcome, Success
 from ._redact import redactor_for
 from ._shared import Limiter, Sharing
+from ._slots import Slots, Turn
+from ._streamed import StreamAttempt
 from ._transport import AiohttpTransport
 from ._upstream import Upstream
 from .providers import Adapter, MockUpstream, adapter_for, inert_params
@@ -48,6 +54,11 @@ logger = logging.getLogger("dispatcher.actor")
 _EWMA_WEIGHT: Final = 0.2
 _STOPPED: Final = Failure(
     error=ErrorClass.CONNECTION, message="deployment stopped", latency_s=0.0, retryable=False
+)
+_EXPIRED: Final = Failure(
+    error=ErrorClass.TIMEOUT,
+    message="the deadline passed while waiting in the deployment's inbox",
+    latency_s=0.0,
 )
 
 
@@ -88,8 +99,8 @@ class DeploymentActor:
         self.price = deployment_price(spec)
         """What this deployment's answers cost (None: unknown, no cost is reported)."""
         self._transport = transport
-        # The inbox exists while `run` does (a constructor holds no resources).
-        self._send: MemoryObjectSendStream[Attempt] | None = None
+        # The upstream exists while `run` does (a constructor holds no resources).
+        self._upstream: Upstream | None = None
         self._breaker = Breaker(cooldown.allowed_fails, cooldown.window_s, cooldown.cooldown_s)
         self._shared = share(spec, self._breaker) if share is not None else None
         self._limiter: Limiter = (
@@ -97,21 +108,24 @@ class DeploymentActor:
             if self._shared is not None
             else RateLimiter(spec.rpm, spec.tpm, now=0.0)
         )
-        self._inflight = 0
+        self._slots = Slots(spec.concurrency, spec.inbox, self._freed)
         self._attempts = 0
         self._failures = 0
         self._latency: float | None = None
         self._running = False
+        self._closed: anyio.Event | None = None
+        self._drained: anyio.Event | None = None
         # Provider text passes this before it is cut and kept (502 bodies, jobs, the store).
         self._redact = redactor_for(spec, self.adapter.auth)
         self._when_idle: set[Callable[[], None]] = set()
 
     # -- admission (synchronous) -----------------------------------------
 
-    def submit(self, attempt: Attempt) -> bool:
-        """Queue `attempt`, or raise an `Unavailable` saying why not and until when.
+    def submit(self, attempt: Attempt) -> Turn | None:
+        """Admit `attempt`, or raise an `Unavailable` saying why not and until when.
 
-        Returns whether it waits in the inbox (False: an idle worker took it at once).
+        None: it holds a slot now; a `Turn`: it waits in the inbox for one. Either way
+        the caller must go on with `call` or `stream` at once (no await in between).
         """
         if not self._running:
             raise Stopped(self.name)
@@ -122,16 +136,15 @@ class DeploymentActor:
         if wait:
             self._breaker.release()
             raise RateLimited(self.name, retry_at=now + wait, refill=self._limiter.refill())
-        send = self._send
-        assert send is not None  # set while running
-        idle = send.statistics().tasks_waiting_receive
-        try:
-            send.send_nowait(attempt)
-        except anyio.WouldBlock:
+        slots = self._slots
+        if slots.take():
+            return None
+        turn = slots.queue()
+        if turn is None:
             self._breaker.release()
             self._limiter.release(attempt.tokens)
-            raise InboxFull(self.name) from None
-        return not idle
+            raise InboxFull(self.name)
+        return turn
 
     def check(self, request: ChatRequest, *, tokens: int) -> None:
         """Raise `Unsupported` when this deployment cannot take `request` at all.
@@ -157,102 +170,128 @@ class DeploymentActor:
                 )
 
     def notify_when_idle(self, callback: Callable[[], None]) -> None:
-        """Call `callback` once, when the next attempt finishes (a worker frees up)."""
+        """Call `callback` once, when the next attempt finishes (a slot frees up)."""
         self._when_idle.add(callback)
 
     # -- lifecycle -------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Serve the inbox until `close()`; queued attempts are answered, never dropped."""
+        """Hold the transport until `close()` and until the attempts admitted before it
+        (in flight or waiting) are done; waiting ones are answered, never dropped."""
         transport = self._transport
         if transport is None:
             transport = _transport_for(self.spec)
-        send, receive = anyio.create_memory_object_stream[Attempt](self.spec.inbox)
-        upstream = Upstream(transport, self.adapter.auth)
+        self._upstream = Upstream(transport, self.adapter.auth)
+        closed = self._closed = anyio.Event()
         try:
-            with send, receive:
-                self._send = send
-                try:
-                    async with anyio.create_task_group() as tg:
-                        if self._shared is not None:
-                            await tg.start(self._shared.run)
-                        for _ in range(self.spec.concurrency):
-                            tg.start_soon(self._worker, upstream, receive.clone())
-                        self._running = True
-                        task_status.started()
-                finally:
-                    self._running = False
-                    _answer_leftovers(receive)
+            async with anyio.create_task_group() as tg:
+                if self._shared is not None:
+                    await tg.start(self._shared.run)
+                self._running = True
+                task_status.started()
+                await closed.wait()
+                slots = self._slots
+                while slots.busy or slots.waiting:
+                    self._drained = anyio.Event()
+                    await self._drained.wait()
         finally:
+            self._running = False
+            self._slots.drain()  # cancelled: whoever still waits is answered `_STOPPED`
             with anyio.CancelScope(shield=True):
-                await upstream.aclose()
+                await self._upstream.aclose()
 
     def close(self) -> None:
-        """Stop taking attempts; workers finish what is queued, then `run` returns."""
+        """Stop taking attempts; those admitted finish, then `run` returns."""
         self._running = False
         if self._shared is not None:
             self._shared.close()
-        if self._send is not None:
-            self._send.close()
+        if self._closed is not None:
+            self._closed.set()
 
-    # -- work --------------------------------------------------------------
+    # -- attempts (in the caller's task) -------------------------------------
 
-    async def _worker(self, upstream: Upstream, inbox: MemoryObjectReceiveStream[Attempt]) -> None:
-        async with inbox:
-            async for attempt in inbox:
-                if attempt.reply.abandoned:
-                    self._limiter.settle(attempt.tokens, 0, monotonic())  # its tokens only
-                    self._breaker.release()
-                    continue
-                try:
-                    outcome = await self._serve(upstream, attempt)
-                except BaseException:
-                    attempt.reply.set(_STOPPED)
-                    raise
-                attempt.reply.set(outcome)
+    async def call(self, attempt: Attempt, turn: Turn | None) -> Outcome:
+        """Run `attempt`, admitted by `submit` (`turn`: what it returned), to its outcome.
 
-    async def _serve(self, upstream: Upstream, attempt: Attempt) -> Outcome:
+        A waiting attempt waits at most until its deadline; a running one is bounded by
+        the deadline and the deployment's timeout_s. A cancelled one (the client left)
+        raises the cancellation and is not recorded against the deployment.
+        """
+        if turn is not None:
+            refused = await self._wait(turn, attempt)
+            if refused is not None:
+                return refused
         start = monotonic()
-        budget = min(attempt.deadline - start, self.spec.timeout_s)
-        self._inflight += 1
         self._attempts += 1
+        upstream = self._upstream
+        assert upstream is not None  # set by `run` before any attempt is admitted
         outcome: Outcome | None = None
-        with anyio.move_on_after(budget) as scope:
-            attempt.reply.bind(scope)
-            try:
-                if attempt.chunks is None:
+        try:
+            with anyio.move_on_after(min(attempt.deadline - start, self.spec.timeout_s)):
+                try:
                     outcome = await self._call(upstream, attempt.payload, start)
-                else:
-                    outcome = await self._call_stream(upstream, attempt, scope, start)
-            except ProviderError as exc:
-                outcome = self._failure(exc, start)
-            except Unsupported as exc:
-                outcome = self._failure(ProviderError(ErrorClass.BAD_REQUEST, exc.message), start)
-            except Exception as exc:  # a bug in an adapter must not take the actor down
-                logger.exception("deployment %s: unexpected error", self.name)
-                outcome = self._failure(
-                    ProviderError(ErrorClass.SERVER_ERROR, f"internal error: {type(exc).__name__}"),
-                    start,
-                )
-        self._inflight -= 1
+                except Exception as exc:
+                    outcome = self._failed(exc, start)
+        except BaseException:
+            self._slots.give_back()  # a client that left says nothing about the deployment
+            raise
+        self._slots.give_back()
+        now = monotonic()
+        if outcome is None:
+            outcome = _timed_out(now - start)
+        self._record(outcome, attempt.tokens, now)
+        return outcome
+
+    async def stream(self, attempt: Attempt, turn: Turn | None) -> StreamAttempt | Failure:
+        """`attempt` as a stream to read in this task, once its turn came (else why not).
+
+        The caller reads it to its end or closes it; it holds its slot until then.
+        """
+        if turn is not None:
+            refused = await self._wait(turn, attempt)
+            if refused is not None:
+                return refused
+        self._attempts += 1
+        upstream = self._upstream
+        assert upstream is not None
+        return StreamAttempt(
+            attempt, upstream, self.adapter, self.spec, self.price, self._failed, self._ended
+        )
+
+    async def _wait(self, turn: Turn, attempt: Attempt) -> Failure | None:
+        """Wait for `turn`'s slot until the attempt's deadline; None: the slot is ours."""
+        try:
+            with anyio.move_on_after(attempt.deadline - monotonic()) as scope:
+                await turn.event.wait()
+            # Cancelled as the slot came (its client left): it must not reach the provider.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            self._leave(turn, attempt)
+            raise
+        if turn.granted and not scope.cancelled_caught:
+            return None
+        self._leave(turn, attempt)  # a slot given to it as its deadline struck goes on
+        return _EXPIRED if scope.cancelled_caught else _STOPPED
+
+    def _leave(self, turn: Turn, attempt: Attempt) -> None:
+        # It never reached the provider: the request counts, its tokens are given back.
+        self._slots.leave(turn)
+        self._limiter.settle(attempt.tokens, 0, monotonic())
+        self._breaker.release()
+
+    def _freed(self) -> None:
         if self._when_idle:
             callbacks, self._when_idle = self._when_idle, set()
             for callback in callbacks:
                 callback()
-        if attempt.chunks is not None:
-            attempt.chunks.close()
-        now = monotonic()
-        if outcome is None:
-            # Cancelled by the deadline, or abandoned by the supervisor.
-            outcome = Failure(
-                error=ErrorClass.TIMEOUT,
-                message=f"no answer within {now - start:.3f}s",
-                latency_s=now - start,
-                retryable=not attempt.reply.abandoned,
-            )
-        if not attempt.reply.abandoned:  # a client that left says nothing about the deployment
-            self._record(outcome, attempt.tokens, now)
-        return outcome
+        if self._drained is not None:
+            self._drained.set()
+
+    def _ended(self, outcome: Outcome | None, reserved: int) -> None:
+        """A streamed attempt is over (`outcome` None: its reader left): free its slot."""
+        self._slots.give_back()
+        if outcome is not None:
+            self._record(outcome, reserved, monotonic())
 
     async def _call(self, upstream: Upstream, payload: bytes, start: float) -> Outcome:
         request = request_decoder.decode(payload)
@@ -273,89 +312,17 @@ class DeploymentActor:
             )
         raise self.adapter.classify(response.status_code, response.headers, response.content)
 
-    async def _call_stream(
-        self, upstream: Upstream, attempt: Attempt, scope: anyio.CancelScope, start: float
-    ) -> Outcome:
-        """Stream the provider's answer into `attempt.chunks`, within the stream timeouts.
-
-        `scope`'s deadline is moved as the stream goes: the first content (a text,
-        refusal or tool-call delta) must come within first_token_timeout_s of the
-        attempt's start, whatever else arrives before it (role chunks, `: ping`
-        keep-alives); after it, each piece (any bytes) within idle_timeout_s; the
-        whole attempt within its budget. Waiting on a slow client counts toward the
-        budget only. The loop reaches a checkpoint on every piece, so a deadline or a
-        cancellation is delivered even while an upstream floods it with bytes.
-        """
-        chunks = attempt.chunks
-        assert chunks is not None
-        parser = self.adapter.stream_parser()
-        http = self.adapter.build(request_decoder.decode(attempt.payload))
-        attempt.reply.dropped_params = http.dropped_params
-        budget_end = scope.deadline
-        spec = self.spec
-        first_token_end = min(budget_end, anyio.current_time() + spec.first_token_timeout_s)
-        scope.deadline = first_token_end
-        response = await upstream.open(http)
-        try:
-            if not response.is_success:
-                body = await response.aread()
-                raise self.adapter.classify(response.status_code, response.headers, body)
-            usage: Usage | None = None
-            started = False
-            async for piece in upstream.pieces(response):
-                scope.deadline = budget_end
-                try:
-                    batch = tuple(parser.feed(piece))
-                except ProviderError as exc:
-                    if exc.partial:
-                        await chunks.send(exc.partial)  # type: ignore[arg-type]
-                    raise
-                if batch:
-                    batch = self._priced(batch)
-                    for chunk in batch:
-                        usage = chunk.usage or usage
-                        started = started or chunk.has_content()
-                    # One message per upstream read, however many chunks it held.
-                    await chunks.send(batch)  # a checkpoint
-                if started:
-                    scope.deadline = min(budget_end, anyio.current_time() + spec.idle_timeout_s)
-                else:
-                    scope.deadline = first_token_end  # keep-alives do not move it
-                if not batch:
-                    # Keep-alives or part of an event: a read that was already buffered
-                    # does not yield, and the deadline could not interrupt the loop.
-                    await anyio.lowlevel.checkpoint()
-            scope.deadline = budget_end
-            batch = self._priced(tuple(parser.close()))
-            if batch:
-                usage = next((c.usage for c in reversed(batch) if c.usage), usage)
-                await chunks.send(batch)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            # The supervisor stopped reading (client gone): stop the upstream read too.
-            scope.cancel()
-            return Failure(
-                error=ErrorClass.CONNECTION,
-                message="stream reader went away",
-                latency_s=monotonic() - start,
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
-        return Success(
-            response=None,
-            usage=usage,
-            latency_s=monotonic() - start,
-            dropped_params=http.dropped_params,
-            cost_usd=usage_cost(self.price, usage),
-        )
-
-    def _priced(self, batch: tuple[ChatCompletionChunk, ...]) -> tuple[ChatCompletionChunk, ...]:
-        """`batch` with the cost of each usage it carries (usage is cumulative: the last
-        usage chunk of the stream carries the answer's cost)."""
-        if not any(chunk.usage for chunk in batch):
-            return batch
-        return tuple(
-            priced_chunk(chunk, usage_cost(self.price, chunk.usage or None)) for chunk in batch
+    def _failed(self, exc: Exception, start: float) -> Failure:
+        """What an attempt that raised `exc` says about the deployment."""
+        if isinstance(exc, ProviderError):
+            return self._failure(exc, start)
+        if isinstance(exc, Unsupported):
+            return self._failure(ProviderError(ErrorClass.BAD_REQUEST, exc.message), start)
+        # A bug in an adapter must not take the actor down.
+        logger.exception("deployment %s: unexpected error", self.name, exc_info=exc)
+        return self._failure(
+            ProviderError(ErrorClass.SERVER_ERROR, f"internal error: {type(exc).__name__}"),
+            start,
         )
 
     def _failure(self, exc: ProviderError, start: float) -> Failure:
@@ -403,10 +370,7 @@ class DeploymentActor:
 
     def load(self) -> int:
         """Attempts queued or in flight (the least-busy strategy's key)."""
-        return self._inflight + self._queued()
-
-    def _queued(self) -> int:
-        return self._send.statistics().current_buffer_used if self._send is not None else 0
+        return self._slots.busy + self._slots.waiting
 
     def latency_ewma(self) -> float | None:
         """Smoothed attempt latency in seconds (the latency strategy's key)."""
@@ -425,9 +389,9 @@ class DeploymentActor:
             name=self.name,
             group=self.group,
             state=state,
-            inbox_used=self._queued(),
+            inbox_used=self._slots.waiting,
             inbox_size=self.spec.inbox,
-            inflight=self._inflight,
+            inflight=self._slots.busy,
             concurrency=self.spec.concurrency,
             cooldown_remaining_s=max(self._breaker.open_until - now, 0.0),
             latency_ewma_s=self._latency,
@@ -446,14 +410,13 @@ class DeploymentActor:
         )
 
 
-def _answer_leftovers(receive: MemoryObjectReceiveStream[Attempt]) -> None:
-    # Workers are gone (finished or cancelled): whatever is still queued gets a reply.
-    while True:
-        try:
-            attempt = receive.receive_nowait()
-        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-            return
-        attempt.reply.set(_STOPPED)
+def _timed_out(latency_s: float) -> Failure:
+    return Failure(
+        error=ErrorClass.TIMEOUT,
+        message=f"no answer within {latency_s:.3f}s",
+        latency_s=latency_s,
+        retryable=True,
+    )
 
 
 def _transport_for(spec: Deployment) -> httpx.AsyncBaseTransport:

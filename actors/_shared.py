@@ -49,7 +49,7 @@ class Limiter(Protocol):
 class Shared(Protocol):
     """One deployment's link to the cluster, owned by its actor.
 
-    The actor runs `run` beside its workers and calls `close` when it stops; it
+    The actor runs `run` while it runs itself and calls `close` when it stops; it
     reports breaker transitions that the other daemons must see at once.
     """
 

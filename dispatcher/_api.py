@@ -106,7 +106,7 @@ class Api:
                 partial(supervisor.open_stream if call.stream else supervisor.complete, call),
             )
             if not done:
-                return  # the client left: the supervisor cancelled the upstream call
+                return  # the client left: the cancellation reached the upstream call
             [value] = done
             if isinstance(value, DispatchError):
                 raise value
@@ -230,12 +230,12 @@ async def _stream(
                 await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
                 done = True
         if relay.cancelled_caught and not done:
-            stream.close()  # the upstream call stops now, not when this last write is done
+            await stream.aclose()  # the upstream call stops now, not when this write is done
             last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\ndata: [DONE]\n\n"
             with anyio.move_on_after(_LAST_WRITE_S):
                 await send({"type": "http.response.body", "body": last})
     finally:
-        stream.close()
+        await stream.aclose()
 
 
 async def _unless_client_leaves(

@@ -4,7 +4,9 @@ The supervisor hands over a `ChunkStream` once an attempt has produced its
 first content delta (the commit point). From then on there is no failover:
 the stream either ends normally or ends with a final chunk whose
 `finish_reason` is `"error"` and which carries an `error` object — never
-silently. Closing the stream early (client gone) cancels the upstream call.
+silently. The stream reads its attempt's upstream response in the task that
+relays it (no worker, no buffer in between); closing it early (client gone)
+closes the upstream response.
 `Drain` ends the committed streams still running when the daemon's
 drain_timeout_s expires the same way: an error chunk, then `[DONE]`.
 """
@@ -19,9 +21,8 @@ from typing import Any
 
 import anyio
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream
 
-from actors import ChatCompletionChunk, ChunkBatch, Failure, Outcome, Reply, Usage
+from actors import ChatCompletionChunk, Failure, Outcome, StreamAttempt, Usage
 
 
 class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,21 +46,18 @@ class ChunkStream:
         deployment: str,
         attempts: int,
         first: list[ChatCompletionChunk],
-        receive: MemoryObjectReceiveStream[ChunkBatch] | None,
-        reply: Reply,
+        attempt: StreamAttempt,
         include_usage: bool,
         finish: Callable[[Outcome | None], None],
-        dropped_params: tuple[str, ...] = (),
     ) -> None:
         self.group = group
         self.deployment = deployment
         self.attempts = attempts
         """Attempts made, the committed one included."""
-        self.dropped_params = dropped_params
+        self.dropped_params = attempt.dropped_params
         """Parameters the serving provider could not take (left out of its request)."""
         self._first = first
-        self._receive = receive
-        self._reply = reply
+        self._attempt = attempt
         self._include_usage = include_usage
         self._finish = finish
         self._finished = False
@@ -74,13 +72,16 @@ class ChunkStream:
         first = self._visible(self._first)
         if first:
             yield first
-        if self._receive is not None:
-            async with self._receive:
-                async for batch in self._receive:
-                    visible = self._visible(batch)
-                    if visible:
-                        yield visible
-        outcome = await self._reply.wait()
+        # No cancel scope or cleanup is held across a yield: the attempt's own `read`
+        # bounds each upstream read, and `aclose` (the relay's `finally`) ends it.
+        attempt = self._attempt
+        while (batch := await attempt.read()) is not None:
+            visible = self._visible(batch)
+            if visible:
+                yield visible
+        outcome = attempt.outcome
+        if outcome is None:  # closed before its end
+            return
         self._close(outcome)
         if isinstance(outcome, Failure):
             yield [_error_chunk(outcome, self._last, self.deployment)]
@@ -111,11 +112,10 @@ class ChunkStream:
         }
         return _chunk_after(self._last, error)
 
-    def close(self) -> None:
-        """Stop early (client gone): the upstream call is cancelled. Idempotent."""
-        if self._receive is not None:
-            self._receive.close()
-        self._reply.abandon()
+    async def aclose(self) -> None:
+        """Stop early (client gone): the upstream response is closed, the deployment's slot
+        freed. Idempotent; nothing once the stream ended."""
+        await self._attempt.aclose()
         self._close(None)
 
     def _close(self, outcome: Outcome | None) -> None:

@@ -1,15 +1,15 @@
 """The supervisor: one request, many attempts, the same bytes every time.
 
 `Supervisor.complete` encodes the request once, then walks the router's chain:
-each candidate gets an `Attempt` carrying those bytes; retries and fallbacks
-are decided by the failure's error class only. The request's routing data
+each candidate gets an `Attempt` carrying those bytes, which the deployment's
+actor admits and the request's own task then runs (no hop to another task);
+retries and fallbacks are decided by the failure's error class only. The request's routing data
 (group, fallbacks, attempt count) stays here and never enters the payload.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Callable
 from time import monotonic
@@ -17,7 +17,6 @@ from typing import Final
 
 import anyio
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import UNSET
 
 from actors import (
@@ -25,15 +24,15 @@ from actors import (
     ChatCall,
     ChatCompletion,
     ChatCompletionChunk,
-    ChunkBatch,
     DeploymentActor,
     ErrorClass,
     Failure,
     Outcome,
     RateLimited,
-    Reply,
+    StreamAttempt,
     Success,
     TooLong,
+    Turn,
     Unavailable,
     Unsupported,
     encoder,
@@ -58,8 +57,6 @@ REFILL_WAIT_S: Final = 1.0
 
 logger = logging.getLogger("dispatcher.supervisor")
 
-STREAM_BUFFER: Final = 32
-"""Upstream reads (chunk batches) an actor may get ahead of the client before it waits."""
 MAX_INLINE_RETRY_WAIT_S: Final = 5.0
 """A longer Retry-After sends the request to the next candidate instead of waiting."""
 
@@ -196,10 +193,7 @@ class Supervisor:
                     previous_group = chain.group
                 retry = 0
                 while True:
-                    reply = Reply()
-                    attempt = Attempt(
-                        payload=payload, deadline=deadline, tokens=estimate.reserve, reply=reply
-                    )
+                    attempt = Attempt(payload=payload, deadline=deadline, tokens=estimate.reserve)
                     if stream:
                         result = await self._try_stream(
                             actor, attempt, _StreamContext(call, chain.group, len(records), started)
@@ -282,61 +276,38 @@ class Supervisor:
                 self.metrics.request(group, outcome_label, monotonic() - started)
 
     async def _try(self, actor: DeploymentActor, attempt: Attempt) -> Outcome | Unavailable:
-        """One attempt and its outcome (or why the actor could not take it).
-
-        A worker bounds a running attempt by the request's deadline; only an attempt
-        that waits in the inbox needs a deadline of its own here.
-        """
+        """One attempt, run in this task, and its outcome (or why the actor could not take
+        it). A cancellation (the client left) reaches the upstream call directly."""
         try:
-            queued = await _submit(actor, attempt)
+            turn = await _submit(actor, attempt)
         except Unavailable as exc:
             return exc
-        reply = attempt.reply
-        try:
-            if not queued:
-                return await reply.wait()
-            with anyio.move_on_after(attempt.deadline - monotonic()):
-                return await reply.wait()
-            return _expired_in_inbox()
-        finally:
-            reply.abandon()
+        return await actor.call(attempt, turn)
 
     async def _try_stream(
         self, actor: DeploymentActor, attempt: Attempt, context: _StreamContext
     ) -> Outcome | ChunkStream | Unavailable:
         """One streamed attempt: a `ChunkStream` once content flows, else its outcome."""
-        send, receive = anyio.create_memory_object_stream[ChunkBatch](STREAM_BUFFER)
-        attempt = msgspec.structs.replace(attempt, chunks=send)
-        reply = attempt.reply
         try:
-            queued = await _submit(actor, attempt)
+            turn = await _submit(actor, attempt)
         except Unavailable as exc:
-            send.close()
-            receive.close()
             return exc
         started = monotonic()
+        opened = await actor.stream(attempt, turn)
+        if isinstance(opened, Failure):  # its deadline passed in the inbox, or it stopped
+            return opened
         first: list[ChatCompletionChunk] = []
-        # A running attempt is bounded by its worker; a queued one by the deadline here.
-        wait = attempt.deadline - started if queued else math.inf
-        try:
-            with anyio.move_on_after(wait) as scope:
-                async for batch in receive:
-                    first.extend(batch)
-                    if any(chunk.has_content() for chunk in batch):
-                        self.metrics.first_token(context.group, actor.name, monotonic() - started)
-                        return self._committed(actor, context, first, receive, reply)
-        except BaseException:
-            receive.close()
-            reply.abandon()
-            raise
-        receive.close()
-        if scope.cancelled_caught:
-            reply.abandon()
-            return _expired_in_inbox()
-        # The actor closed the stream before any content: its outcome decides.
-        outcome = await reply.wait()
+        # `read` closes the attempt itself when it ends or is cancelled.
+        while (batch := await opened.read()) is not None:
+            first.extend(batch)
+            if any(chunk.has_content() for chunk in batch):
+                self.metrics.first_token(context.group, actor.name, monotonic() - started)
+                return self._committed(actor, context, first, opened)
+        # The attempt ended before any content: its outcome decides.
+        outcome = opened.outcome
+        assert outcome is not None
         if isinstance(outcome, Success):  # a stream that ended without content
-            return self._committed(actor, context, first, None, reply)
+            return self._committed(actor, context, first, opened)
         return outcome
 
     def _committed(
@@ -344,8 +315,7 @@ class Supervisor:
         actor: DeploymentActor,
         context: _StreamContext,
         first: list[ChatCompletionChunk],
-        receive: MemoryObjectReceiveStream[ChunkBatch] | None,
-        reply: Reply,
+        attempt: StreamAttempt,
     ) -> ChunkStream:
         metrics, group, call = self.metrics, context.group, context.call
 
@@ -363,11 +333,9 @@ class Supervisor:
             deployment=actor.name,
             attempts=context.attempts_before + 1,
             first=first,
-            receive=receive,
-            reply=reply,
+            attempt=attempt,
             include_usage=bool(options and options.include_usage),
             finish=finish,
-            dropped_params=reply.dropped_params,
         )
 
     def _retry_delay(self, failure: Failure, retry: int, deadline: float) -> float | None:
@@ -400,14 +368,6 @@ def _record(actor: DeploymentActor, outcome: Success | Failure) -> AttemptRecord
     )
 
 
-def _expired_in_inbox() -> Failure:
-    return Failure(
-        error=ErrorClass.TIMEOUT,
-        message="the deadline passed while waiting in the deployment's inbox",
-        latency_s=0.0,
-    )
-
-
 def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
     """Why nothing was sent: inbox_full wins (429), then rate limits, cooldowns (503)."""
     for reason in ("inbox_full", "rate_limited", "cooling_down", "stopped", "unsupported"):
@@ -416,7 +376,7 @@ def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
     return "no_deployment", monotonic() + 1.0
 
 
-async def _submit(actor: DeploymentActor, attempt: Attempt) -> bool:
+async def _submit(actor: DeploymentActor, attempt: Attempt) -> Turn | None:
     """`actor.submit`; when its shared budget is on its way (cluster mode: one Redis round
     trip), wait for it (at most REFILL_WAIT_S) and submit once more."""
     try:

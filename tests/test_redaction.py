@@ -247,7 +247,7 @@ async def test_no_provider_text_leaks_a_piece_of_the_key(provider: str, shape: s
             try:
                 if streamed:
                     stream = await s.supervisor.open_stream(call)
-                    stream.close()
+                    await stream.aclose()
                 else:
                     await s.supervisor.complete(call)
             except AllAttemptsFailed as exc:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import Attempt, ChatCall, ChatRequest, DeploymentActor
+from actors import Attempt, ChatCall, ChatRequest, DeploymentActor, Turn
 from config import parse_config
 from dispatcher import Daemon
 
@@ -259,9 +259,9 @@ def test_payload_is_identical_and_bodies_are_allow_listed(body: dict[str, Any]) 
 def spy(actor: DeploymentActor, payloads: list[bytes]) -> None:
     submit = actor.submit
 
-    def recording(attempt: Attempt) -> None:
+    def recording(attempt: Attempt) -> Turn | None:
         payloads.append(attempt.payload)
-        submit(attempt)
+        return submit(attempt)  # a Turn to wait for, or None: the slot is held
 
     actor.submit = recording  # type: ignore[method-assign]
 

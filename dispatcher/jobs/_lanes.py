@@ -2,14 +2,14 @@
 
 A job goes through the very same supervisor as a synchronous request, with one
 admission rule added (`Supervisor.with_admission`): a job's attempt goes to a
-deployment only while it has a worker idle for it, keeping `concurrency // 4`
-workers (rounded down) for synchronous requests:
+deployment only while it has a slot free for it, keeping `concurrency // 4`
+slots (rounded down) for synchronous requests:
 
     job room = (concurrency - concurrency // 4) - (attempts queued + in flight)
 
 So a job attempt never waits in an inbox (a synchronous request arriving later
 is never queued behind it), and live traffic always finds the whole inbox and
-at least a quarter of the workers. A deployment without room counts as full;
+at least a quarter of the slots. A deployment without room counts as full;
 when none has room the job gets `NoCapacity`, and the scheduler puts it back in
 the queue and retries it later.
 """

@@ -336,7 +336,7 @@ class Jobs:
             now = anyio.current_time()
             due = self._queue.promote(now)
             if self._launch(tg):
-                # Jobs wait for room that live requests hold: wake when a worker frees up.
+                # Jobs wait for room that live requests hold: wake when a slot frees up.
                 for members in self._lanes.router.groups.values():
                     for actor in members:
                         actor.notify_when_idle(self._wake_up)

@@ -1,0 +1,229 @@
+"""A streamed attempt, read piece by piece in the task of the request that made it.
+
+There is no worker and no buffer between the provider and the reader: each `read`
+awaits the next upstream piece in the caller's own frame, under a cancel scope
+that carries the stream's deadline for that piece:
+
+- the first content (a text, refusal or tool-call delta) within
+  first_token_timeout_s of the attempt's start, whatever comes before it (role
+  chunks, `: ping` keep-alives do not move it); opening the response counts too;
+- after it, each piece (any bytes) within idle_timeout_s of the read;
+- the whole attempt within its budget (the request's deadline, the deployment's
+  timeout_s), time spent by the reader between reads (a slow client) included.
+
+A piece that is only keep-alives reaches a checkpoint, and the deadline is also
+checked by the clock before each read, so an upstream that floods bytes without
+ever making the reader wait still meets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from time import monotonic
+
+import anyio
+import httpx
+
+from config import Deployment, Price
+
+from ._chat import Usage, request_decoder
+from ._cost import priced_chunk, usage_cost
+from ._exceptions import ErrorClass, ProviderError
+from ._messages import Attempt, ChunkBatch, Failure, Outcome, Success
+from ._transport import Answer
+from ._upstream import Upstream
+from .providers import Adapter
+
+
+class StreamAttempt:
+    """One streamed attempt holding its deployment's slot: `read()` until it returns
+    None, then `outcome` says how it ended; `aclose()` (idempotent) lets go early, and
+    always closes the upstream response. An attempt closed before its end is not
+    recorded against the deployment."""
+
+    __slots__ = (
+        "_adapter",
+        "_attempt",
+        "_budget_end",
+        "_done",
+        "_ended",
+        "_failed",
+        "_first_end",
+        "_idle_s",
+        "_parser",
+        "_pending",
+        "_pieces",
+        "_price",
+        "_response",
+        "_start",
+        "_started",
+        "_upstream",
+        "_usage",
+        "dropped_params",
+        "outcome",
+    )
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        upstream: Upstream,
+        adapter: Adapter,
+        spec: Deployment,
+        price: Price | None,
+        failed: Callable[[Exception, float], Failure],
+        ended: Callable[[Outcome | None, int], None],
+    ) -> None:
+        """Called by the actor once the attempt holds a slot: `failed` classifies what an
+        attempt raised, `ended` frees the slot and records the outcome (None: not)."""
+        self._upstream = upstream
+        self._adapter = adapter
+        self._price = price
+        self._failed = failed
+        self._ended = ended
+        self._idle_s = spec.idle_timeout_s
+        self._attempt = attempt
+        self._start = start = monotonic()
+        now = anyio.current_time()
+        self._budget_end = now + min(attempt.deadline - start, spec.timeout_s)
+        self._first_end = min(self._budget_end, now + spec.first_token_timeout_s)
+        self._parser = adapter.stream_parser()
+        self._response: httpx.Response | Answer | None = None
+        self._pieces: AsyncIterator[bytes] | None = None
+        self._started = False
+        self._usage: Usage | None = None
+        self._pending: Failure | None = None
+        self._done = False
+        self.dropped_params: tuple[str, ...] = ()
+        """What the provider request left out, once the first `read` built it."""
+        self.outcome: Outcome | None = None
+        """How the attempt ended (None: still running, or closed before its end)."""
+
+    async def read(self) -> ChunkBatch | None:
+        """The chunks of the next upstream read (never empty), or None: the attempt ended."""
+        try:
+            while not self._done:
+                if self._pending is not None:
+                    await self._end(self._pending)
+                    break
+                batch = await self._next()
+                if batch:
+                    return batch
+        except Exception as exc:
+            await self._end(self._failed(exc, self._start))
+        except BaseException:
+            await self.aclose()  # cancelled from outside: the client left, or we stop
+            raise
+        return None
+
+    async def _next(self) -> ChunkBatch | None:
+        """One step: open the response, or read and parse one piece ((): nothing yet)."""
+        if self._pieces is None:
+            await self._open()
+            return ()
+        started = self._started
+        now = anyio.current_time()
+        deadline = min(self._budget_end, now + self._idle_s)
+        if not started:
+            deadline = self._first_end  # keep-alives do not move it
+        if now >= deadline:
+            await self._end(_timed_out(monotonic() - self._start))
+            return None
+        with anyio.CancelScope(deadline=deadline) as scope:
+            try:
+                piece = await self._pieces.__anext__()
+            except StopAsyncIteration:
+                piece = None
+        if scope.cancelled_caught:
+            await self._end(_timed_out(monotonic() - self._start))
+            return None
+        if piece is None:
+            batch = self._priced(tuple(self._parser.close()))
+            if batch:
+                self._usage = next((c.usage for c in reversed(batch) if c.usage), self._usage)
+            await self._end(self._success())
+            return batch
+        try:
+            batch = tuple(self._parser.feed(piece))
+        except ProviderError as exc:
+            if not exc.partial:
+                raise
+            self._pending = self._failed(exc, self._start)  # after the chunks it completed
+            return tuple(exc.partial)  # type: ignore[arg-type]
+        if batch:
+            batch = self._priced(batch)
+            usage = self._usage
+            for chunk in batch:
+                usage = chunk.usage or usage
+                started = started or chunk.has_content()
+            self._usage, self._started = usage, started
+        else:
+            # Keep-alives or part of an event: a read that was already buffered does not
+            # yield, and a cancellation could not reach the loop.
+            await anyio.lowlevel.checkpoint()
+        return batch
+
+    async def _open(self) -> None:
+        adapter = self._adapter
+        http = adapter.build(request_decoder.decode(self._attempt.payload))
+        self.dropped_params = http.dropped_params
+        upstream = self._upstream
+        with anyio.CancelScope(deadline=self._first_end) as scope:
+            response = self._response = await upstream.open(http)
+            if not response.is_success:
+                body = await response.aread()
+                raise adapter.classify(response.status_code, response.headers, body)
+        if scope.cancelled_caught:
+            await self._end(_timed_out(monotonic() - self._start))
+            return
+        self._pieces = upstream.pieces(response)
+
+    def _success(self) -> Success:
+        usage = self._usage
+        return Success(
+            response=None,
+            usage=usage,
+            latency_s=monotonic() - self._start,
+            dropped_params=self.dropped_params,
+            cost_usd=usage_cost(self._price, usage),
+        )
+
+    def _priced(self, batch: ChunkBatch) -> ChunkBatch:
+        """`batch` with the cost of each usage it carries (usage is cumulative: the last
+        usage chunk of the stream carries the answer's cost)."""
+        if not any(chunk.usage for chunk in batch):
+            return batch
+        price = self._price
+        return tuple(priced_chunk(chunk, usage_cost(price, chunk.usage or None)) for chunk in batch)
+
+    async def _end(self, outcome: Outcome) -> None:
+        if not self._done:
+            self._done = True
+            self.outcome = outcome
+            await self._release()
+            self._ended(outcome, self._attempt.tokens)
+
+    async def aclose(self) -> None:
+        """Stop reading (the client left): the upstream response is closed, the slot freed.
+        Nothing once the attempt ended."""
+        if not self._done:
+            self._done = True
+            await self._release()
+            self._ended(None, self._attempt.tokens)
+
+    async def _release(self) -> None:
+        pieces, response = self._pieces, self._response
+        self._pieces = self._response = None
+        with anyio.CancelScope(shield=True):
+            if pieces is not None:
+                await pieces.aclose()  # type: ignore[attr-defined]
+            if response is not None:
+                await response.aclose()
+
+
+def _timed_out(latency_s: float) -> Failure:
+    return Failure(
+        error=ErrorClass.TIMEOUT,
+        message=f"no answer within {latency_s:.3f}s",
+        latency_s=latency_s,
+        retryable=True,
+    )
