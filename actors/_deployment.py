@@ -45,9 +45,9 @@ from ._redact import redactor_for
 from ._shared import Limiter, Sharing
 from ._slots import Slots, Turn
 from ._streamed import StreamAttempt
-from ._transport import AiohttpTransport
+from ._transport import AiohttpTransport, Answer
 from ._upstream import Upstream
-from .providers import Adapter, MockUpstream, adapter_for, inert_params
+from .providers import Adapter, HttpRequest, MockUpstream, adapter_for, inert_params
 
 logger = logging.getLogger("dispatcher.actor")
 
@@ -229,7 +229,12 @@ class DeploymentActor:
         try:
             with anyio.move_on_after(min(attempt.deadline - start, self.spec.timeout_s)):
                 try:
-                    outcome = await self._call(upstream, attempt.payload, start)
+                    # Fresh objects from the attempt's bytes; the provider's call in this
+                    # frame (a helper coroutine would be one more frame on the request's
+                    # stack, walked by every resumption of its task).
+                    http = self.adapter.build(request_decoder.decode(attempt.payload))
+                    response = await upstream.send(http)
+                    outcome = self._answered(http, response, start)
                 except Exception as exc:
                     outcome = self._failed(exc, start)
         except BaseException:
@@ -293,10 +298,10 @@ class DeploymentActor:
         if outcome is not None:
             self._record(outcome, reserved, monotonic())
 
-    async def _call(self, upstream: Upstream, payload: bytes, start: float) -> Outcome:
-        request = request_decoder.decode(payload)
-        http = self.adapter.build(request)
-        response = await upstream.send(http)
+    def _answered(
+        self, http: HttpRequest, response: Answer | httpx.Response, start: float
+    ) -> Outcome:
+        """The outcome of a whole answer (`ProviderError` for an error answer)."""
         if response.is_success:
             completion = self.adapter.parse(
                 response.status_code, response.headers, response.content

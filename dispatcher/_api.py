@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -100,14 +99,19 @@ class Api:
             body = await read_body(scope, receive, self.max_body_bytes)
             call = _decode_call(body)
             info.group = call.model
-            done = await _unless_client_leaves(
-                scope,
-                receive,
-                partial(supervisor.open_stream if call.stream else supervisor.complete, call),
-            )
-            if not done:
+            # Unless the client leaves first (cancelling the upstream call). Inline, not a
+            # helper coroutine: every resumption of the request task walks each frame.
+            value: Dispatched | ChunkStream | DispatchError | None = None
+            async with watching(scope, receive):
+                try:
+                    if call.stream:
+                        value = await supervisor.open_stream(call)
+                    else:
+                        value = await supervisor.complete(call)
+                except DispatchError as exc:
+                    value = exc  # raised out here: a task group would wrap it in a group
+            if value is None:
                 return  # the client left: the cancellation reached the upstream call
-            [value] = done
             if isinstance(value, DispatchError):
                 raise value
             if isinstance(value, ChunkStream):
@@ -236,19 +240,6 @@ async def _stream(
                 await send({"type": "http.response.body", "body": last})
     finally:
         await stream.aclose()
-
-
-async def _unless_client_leaves(
-    scope: Scope, receive: Receive, work: Callable[[], Awaitable[Dispatched | ChunkStream]]
-) -> list[Dispatched | ChunkStream | DispatchError]:
-    """`work`'s result or error, or nothing if the client disconnected first (cancelling it)."""
-    done: list[Dispatched | ChunkStream | DispatchError] = []
-    async with watching(scope, receive):
-        try:
-            done.append(await work())
-        except DispatchError as exc:
-            done.append(exc)
-    return done
 
 
 def _decode_call(body: bytes) -> ChatCall:

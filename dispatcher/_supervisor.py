@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from time import monotonic
-from typing import Final
+from typing import Any, Final, cast
 
 import anyio
 import msgspec
@@ -124,11 +124,17 @@ class Supervisor:
     def groups(self) -> tuple[str, ...]:
         return tuple(self.router.groups)
 
-    async def complete(self, call: ChatCall, *, timeout_s: float | None = None) -> Dispatched:
-        """Serve `call`, or raise a `DispatchError` saying why not."""
-        result = await self._dispatch(call, timeout_s, stream=False)
-        assert isinstance(result, Dispatched)
-        return result
+    def complete(
+        self, call: ChatCall, *, timeout_s: float | None = None
+    ) -> Coroutine[Any, Any, Dispatched]:
+        """Serve `call`, or raise a `DispatchError` saying why not.
+
+        (The dispatch's own coroutine, awaited by the caller: no frame of its own on the
+        request's stack, which every resumption of the request task walks.)
+        """
+        return cast(
+            "Coroutine[Any, Any, Dispatched]", self._dispatch(call, timeout_s, stream=False)
+        )
 
     async def open_stream(self, call: ChatCall, *, timeout_s: float | None = None) -> ChunkStream:
         """Serve a streamed `call` up to its commit point (the first content delta).
@@ -279,7 +285,14 @@ class Supervisor:
         """One attempt, run in this task, and its outcome (or why the actor could not take
         it). A cancellation (the client left) reaches the upstream call directly."""
         try:
-            turn = await _submit(actor, attempt)
+            turn = actor.submit(attempt)
+        except RateLimited as exc:
+            if exc.refill is None:
+                return exc
+            try:
+                turn = await _submit_when_refilled(actor, attempt, exc.refill)
+            except Unavailable as again:
+                return again
         except Unavailable as exc:
             return exc
         return await actor.call(attempt, turn)
@@ -384,6 +397,12 @@ async def _submit(actor: DeploymentActor, attempt: Attempt) -> Turn | None:
     except RateLimited as exc:
         if exc.refill is None:
             raise
-        with anyio.move_on_after(min(REFILL_WAIT_S, attempt.deadline - monotonic())):
-            await exc.refill.wait()
+        return await _submit_when_refilled(actor, attempt, exc.refill)
+
+
+async def _submit_when_refilled(
+    actor: DeploymentActor, attempt: Attempt, refill: anyio.Event
+) -> Turn | None:
+    with anyio.move_on_after(min(REFILL_WAIT_S, attempt.deadline - monotonic())):
+        await refill.wait()
     return actor.submit(attempt)

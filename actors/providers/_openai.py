@@ -151,9 +151,11 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
     completion = decode_tolerant(completion_decoder, body, "chat.completion", repair=_repair)
     if not completion.choices:
         raise garbage("chat.completion", body, "no choices")
-    if any(_needs_normalizing(choice) for choice in completion.choices):
-        choices = tuple(_normalized(choice) for choice in completion.choices)
-        completion = msgspec.structs.replace(completion, choices=choices)
+    for choice in completion.choices:  # a loop, not any(...): this runs per answer
+        if _needs_normalizing(choice):
+            choices = tuple(_normalized(choice) for choice in completion.choices)
+            completion = msgspec.structs.replace(completion, choices=choices)
+            break
     if completion.object != "chat.completion":
         completion = msgspec.structs.replace(completion, object="chat.completion")
     return completion
@@ -184,11 +186,10 @@ def _needs_normalizing(choice: Choice | ChunkChoice) -> bool:
             choice.delta.reasoning is not UNSET
         )
     message = choice.message
-    return (
-        reason not in FINISH_REASONS
-        or message.reasoning is not UNSET
-        or any(not call.function.arguments for call in message.tool_calls or ())
-    )
+    if reason not in FINISH_REASONS or message.reasoning is not UNSET:
+        return True
+    calls = message.tool_calls or ()
+    return bool(calls) and any(not call.function.arguments for call in calls)
 
 
 def _normalized(choice: _C) -> _C:

@@ -50,7 +50,10 @@ def universal_id(original: str) -> str:
 
 def conform_tool_ids(request: ChatRequest, accepts: IdRule) -> ChatRequest:
     """`request` with every id `accepts` rejects rewritten (the same way in calls and results)."""
-    if not any(_has_rejected_id(m, accepts) for m in request.messages):
+    for message in request.messages:  # a loop, not any(...): this runs per attempt
+        if _has_rejected_id(message, accepts):
+            break
+    else:
         return request
 
     def fix(tool_call_id: str) -> str:
