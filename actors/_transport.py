@@ -10,8 +10,11 @@ httpx's exception tree here, once.
 
 `exchange` is the actor's narrower seam onto the same pool: a request as method, URL,
 headers and body, an `Answer` back, and no `httpx.Request`/`httpx.Response` built on the
-way (those cost about as much CPU as the rest of an attempt's Python code). Limits, error
-mapping and body decoding are the same as `handle_async_request`'s.
+way (those cost about as much CPU as the rest of an attempt's Python code), and no
+`ClientSession.request` either: `_aiohttp_send.LeanSender` takes a connection from the same
+pool and writes a request head built once per endpoint (what it leaves out and why is said
+there). Limits, error mapping and body decoding are the same as `handle_async_request`'s.
+Neither path keeps cookies: a provider's Set-Cookie is never sent back.
 
 Bodies are bounded: no answer, whole or streamed, may bring more than
 `max_response_bytes` (decoded); past it the read fails with `ResponseTooLarge`
@@ -36,6 +39,8 @@ from typing import Final
 import aiohttp
 import httpx
 from yarl import URL
+
+from ._aiohttp_send import LeanSender
 
 _MAX_CACHED_URLS: Final = 64
 _WHOLE_BODY_TYPES: Final = frozenset({"application/json", "text/plain", "text/html", ""})
@@ -66,6 +71,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
+        self._lean = LeanSender(self._ssl)
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -80,6 +86,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
+                # A provider's Set-Cookie (e.g. a CDN's bot cookie) is never sent back: each
+                # request stands alone, as the lean path (which reads no jar) sends it.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -96,9 +105,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # try/except rather than `_mapped_errors`: this runs once per attempt, and a
         # generator-based context manager costs a generator and its frame each time.
         try:
-            response = await session.request(
-                method, self._url_of(url), data=body, headers=headers, allow_redirects=False
-            )
+            response = await self._lean.send(session, method, url, headers, body)
             seen: Mapping[str, str] = response.headers
             if _encoded(response):
                 seen = httpx.Headers(_decoded_headers(response))
