@@ -34,7 +34,7 @@ from ._guard import ListenerGuard
 from ._http import App, Handler
 from ._metrics import Metrics
 from ._notify import Notifier
-from ._requestlog import RequestLog
+from ._requestlog import RequestIds, RequestLog
 from ._router import Router
 from ._server import QuietServer, bind_tcp, bind_unix, make_server
 from ._supervisor import Supervisor
@@ -166,6 +166,7 @@ class Daemon:
                     await actors_tg.start(self.jobs.run)
                 else:  # the cluster's store is unreachable: jobs join when it is back
                     actors_tg.start_soon(self._jobs_when_the_store_opens, actors_tg)
+                request_ids = RequestIds()  # one sequence for every listener
                 async with anyio.create_task_group() as servers_tg:
                     for app, sock in listeners:
                         # The API ends its streams at drain_timeout_s (an error chunk and
@@ -173,6 +174,7 @@ class Daemon:
                         uv = make_server(
                             app,
                             connections=connections,
+                            request_ids=request_ids,
                             drain_timeout_s=server.drain_timeout_s + 1.0,
                             keepalive_timeout_s=server.keepalive_timeout_s,
                         )

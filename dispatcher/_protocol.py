@@ -41,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._connections import Connections
 from ._disconnect import EXTENSION, Disconnect
-from ._requestlog import REQUEST_ID_EXTENSION, REQUEST_ID_HEADER, request_id_of
+from ._requestlog import REQUEST_ID_EXTENSION, REQUEST_ID_HEADER, RequestIds, request_id_of
 
 logger = logging.getLogger("dispatcher.connections")
 
@@ -126,9 +126,12 @@ class _CycleTransport:
 class BoundedProtocol(HttpToolsProtocol):
     """One client connection under the daemon's `Connections` limits (see the module)."""
 
-    def __init__(self, *args: Any, connections: Connections, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, connections: Connections, request_ids: RequestIds, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._connections = connections
+        self._request_ids = request_ids
         self._limits = connections.limits
         self._reading_head = True
         self._head_begun = False  # the parser has begun a request head (its first byte)
@@ -273,7 +276,7 @@ class BoundedProtocol(HttpToolsProtocol):
         disconnect = Disconnect()
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[EXTENSION] = disconnect
-        request_id = request_id_of(self.headers)
+        request_id = request_id_of(self.headers, self._request_ids)
         extensions[REQUEST_ID_EXTENSION] = request_id
         super().on_headers_complete()
         cycle = self.cycle

@@ -20,6 +20,7 @@ from ._connections import Connections
 from ._exceptions import DaemonError
 from ._private import private_folder
 from ._protocol import BoundedProtocol
+from ._requestlog import RequestIds
 
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
@@ -33,7 +34,12 @@ class QuietServer(uvicorn.Server):
 
 
 def make_server(
-    app: Any, *, connections: Connections, drain_timeout_s: float, keepalive_timeout_s: float
+    app: Any,
+    *,
+    connections: Connections,
+    drain_timeout_s: float,
+    keepalive_timeout_s: float,
+    request_ids: RequestIds | None = None,
 ) -> QuietServer:
     """A uvicorn server whose connections are bounded by `connections` (see `_protocol`).
 
@@ -45,7 +51,11 @@ def make_server(
         log_config=None,
         access_log=False,
         # uvicorn calls it like its own protocol classes: config, server_state, app_state.
-        http=partial(BoundedProtocol, connections=connections),  # type: ignore[arg-type]
+        http=partial(  # type: ignore[arg-type]
+            BoundedProtocol,
+            connections=connections,
+            request_ids=request_ids or RequestIds(),
+        ),
         ws="none",
         # Forwarded-for headers name no client of ours: the socket's peer is the client.
         proxy_headers=False,

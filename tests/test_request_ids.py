@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from dispatcher._logging import JsonFormatter, RequestContext, TextFormatter
-from dispatcher._requestlog import RequestLog, request_id_of
+from dispatcher._requestlog import RequestIds, RequestLog, request_id_of
 from dispatcher.jobs import SqliteJobStore
 
 from .helpers import running_daemon, uds_client
@@ -67,6 +67,17 @@ def test_generated_ids_differ() -> None:
     """No header: a fresh id each time."""
     assert request_id_of([]) != request_id_of([])
     assert GENERATED.fullmatch(request_id_of([(b"x-other", b"1")]))
+
+
+def test_a_daemons_ids_are_unique_and_differ_from_another_daemons() -> None:
+    """One daemon's ids: the usual shape, never twice; another daemon (a worker, a cluster
+    peer, a restart) draws another random part, so its ids are others."""
+    ours, theirs = RequestIds(), RequestIds()
+    mine = [request_id_of([], ours) for _ in range(10_000)]
+    assert all(GENERATED.fullmatch(i) for i in mine)
+    assert len(set(mine)) == len(mine)
+    assert not set(mine) & {request_id_of([], theirs) for _ in range(10_000)}
+    assert request_id_of([(b"x-request-id", b"kept-1")], ours) == "kept-1"
 
 
 async def test_every_answer_of_every_listener_carries_the_id(tmp_path: Path) -> None:
