@@ -15,7 +15,7 @@ import msgspec
 from bench.measure import Row
 
 # The targets for the daemon; the relays are held to the same ones for reference.
-MIN_RATIO_VS_AIOHTTP_RELAY = 0.6  # req/s at c=16, 0 ms upstream
+MIN_RATIO_VS_AIOHTTP_RELAY = 0.6  # req/s at c=16 and at c=64, 0 ms upstream
 MAX_ADDED_P50_MS = 0.4  # p50 at c=1, 0 ms upstream, minus direct's
 MIN_RATIO_VS_DIRECT = 0.95  # req/s at c=64, 50 ms upstream
 MAX_P99_MS = 60.0  # p99 at c=64, 50 ms upstream
@@ -25,7 +25,7 @@ MAX_OTHER_PCT = 15.0  # % of a core used by processes outside the benchmark: row
 # The streaming issue's targets, at STREAM_CONCURRENCY and 0 ms upstream, 50 chunks a stream.
 STREAM_CONCURRENCY = 16
 MIN_STREAM_RATIO_VS_AIOHTTP_RELAY = 0.6  # chunks/s
-MAX_ADDED_TTFT_P50_MS = 1.0  # TTFT p50 minus direct's
+MAX_ADDED_TTFT_P50_MS = 2.0  # TTFT p50 minus direct's (the performance issue's figure)
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ def evaluate(target: str, rows: Sequence[Row], memory: Memory | None) -> list[Ch
     ref = _find(rows, REFERENCE_RELAY, 0, 16)
     mine16 = _find(rows, target, 0, 16)
     ratio16 = mine16.rps / ref.rps if mine16 and ref and ref.rps else None
+    ref64_0, mine64_0 = _find(rows, REFERENCE_RELAY, 0, 64), _find(rows, target, 0, 64)
+    ratio64_0 = mine64_0.rps / ref64_0.rps if mine64_0 and ref64_0 and ref64_0.rps else None
     direct1, mine1 = _find(rows, "direct", 0, 1), _find(rows, target, 0, 1)
     added = (
         mine1.p50_ms - direct1.p50_ms
@@ -84,6 +86,12 @@ def evaluate(target: str, rows: Sequence[Row], memory: Memory | None) -> list[Ch
         _check(
             f"req/s vs {REFERENCE_RELAY}, c=16 0ms",
             ratio16,
+            f">= {MIN_RATIO_VS_AIOHTTP_RELAY}",
+            lambda v: v >= MIN_RATIO_VS_AIOHTTP_RELAY,
+        ),
+        _check(
+            f"req/s vs {REFERENCE_RELAY}, c=64 0ms",
+            ratio64_0,
             f">= {MIN_RATIO_VS_AIOHTTP_RELAY}",
             lambda v: v >= MIN_RATIO_VS_AIOHTTP_RELAY,
         ),
