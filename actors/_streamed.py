@@ -138,8 +138,6 @@ class StreamAttempt:
             return None
         if piece is None:
             batch = self._priced(tuple(self._parser.close()))
-            if batch:
-                self._usage = next((c.usage for c in reversed(batch) if c.usage), self._usage)
             await self._end(self._success())
             return batch
         try:
@@ -151,11 +149,8 @@ class StreamAttempt:
             return tuple(exc.partial)  # type: ignore[arg-type]
         if batch:
             batch = self._priced(batch)
-            usage = self._usage
-            for chunk in batch:
-                usage = chunk.usage or usage
-                started = started or chunk.has_content()
-            self._usage, self._started = usage, started
+            if not started:
+                self._started = any(chunk.has_content() for chunk in batch)
         else:
             # Keep-alives or part of an event: a read that was already buffered does not
             # yield, and a cancellation could not reach the loop.
@@ -189,10 +184,11 @@ class StreamAttempt:
 
     def _priced(self, batch: ChunkBatch) -> ChunkBatch:
         """`batch` with the cost of each usage it carries (usage is cumulative: the last
-        usage chunk of the stream carries the answer's cost)."""
-        if not any(chunk.usage for chunk in batch):
+        usage chunk of the stream carries the answer's cost), which is kept as the answer's."""
+        if not any(chunk.usage for chunk in batch):  # the common case
             return batch
         price = self._price
+        self._usage = next(chunk.usage for chunk in reversed(batch) if chunk.usage)
         return tuple(priced_chunk(chunk, usage_cost(price, chunk.usage or None)) for chunk in batch)
 
     async def _end(self, outcome: Outcome) -> None:

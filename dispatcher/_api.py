@@ -39,6 +39,7 @@ from ._sse_out import sse_body
 from ._streaming import ChunkStream, Drain
 from ._supervisor import Dispatched, Supervisor
 
+_DONE: Final = b"data: [DONE]\n\n"
 _LAST_WRITE_S: Final = 0.5
 """How long the last chunk of a stream ended by the drain may wait on a slow client."""
 
@@ -222,16 +223,24 @@ async def _stream(
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         done = False
-        with drain.scope() as relay:
-            async with watching(scope, receive):
-                async for batch in stream.batches():
-                    body = sse_body(batch)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        async with watching(scope, receive) as relay:
+            drain.watch(relay)  # the disconnect scope ends the relay at the drain deadline too
+            try:
+                # A plain loop in this frame (no generator per batch); the last chunks
+                # go out with [DONE] in one write.
+                batch = stream.first()
+                while not stream.ended:
+                    if batch:
+                        body = sse_body(batch)
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                    batch = await stream.read()
+                await send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
                 done = True
-        if relay.cancelled_caught and not done:
+            finally:
+                drain.unwatch(relay)
+        if relay.cancelled_caught and not done and drain.expired():
             await stream.aclose()  # the upstream call stops now, not when this write is done
-            last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\ndata: [DONE]\n\n"
+            last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\n" + _DONE
             with anyio.move_on_after(_LAST_WRITE_S):
                 await send({"type": "http.response.body", "body": last})
     finally:
