@@ -109,7 +109,7 @@ class StreamAttempt:
                 if batch:
                     return batch
         except Exception as exc:
-            await self._end(self._failed(exc, self._start))
+            await self._end(self._unless_whole(self._failed(exc, self._start)))
         except BaseException:
             await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
@@ -126,7 +126,7 @@ class StreamAttempt:
         if not started:
             deadline = self._first_end  # keep-alives do not move it
         if now >= deadline:
-            await self._end(_timed_out(monotonic() - self._start))
+            await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
             return None
         with anyio.CancelScope(deadline=deadline) as scope:
             try:
@@ -134,7 +134,7 @@ class StreamAttempt:
             except StopAsyncIteration:
                 piece = None
         if scope.cancelled_caught:
-            await self._end(_timed_out(monotonic() - self._start))
+            await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
             return None
         if piece is None:
             batch = self._priced(tuple(self._parser.close()))
@@ -171,6 +171,15 @@ class StreamAttempt:
             await self._end(_timed_out(monotonic() - self._start))
             return
         self._pieces = upstream.pieces(response)
+
+    @property
+    def whole(self) -> bool:
+        """The provider's end marker was read: the answer is whole. The attempt still reads
+        the body to its end (`read` until None); whatever fails there fails nothing."""
+        return self._parser.ended()
+
+    def _unless_whole(self, failure: Failure) -> Outcome:
+        return self._success() if self._parser.ended() else failure
 
     def _success(self) -> Success:
         usage = self._usage

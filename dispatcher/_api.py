@@ -227,15 +227,18 @@ async def _stream(
             drain.watch(relay)  # the disconnect scope ends the relay at the drain deadline too
             try:
                 # A plain loop in this frame (no generator per batch); the last chunks
-                # go out with [DONE] in one write.
+                # go out with [DONE] in one write, as soon as the provider's own end marker
+                # came (the end of its body, read after, holds nothing for the client).
                 batch = stream.first()
-                while not stream.ended:
+                while not (stream.ended or stream.whole):
                     if batch:
                         body = sse_body(batch)
                         await send({"type": "http.response.body", "body": body, "more_body": True})
                     batch = await stream.read()
                 await send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
                 done = True
+                while not stream.ended:  # the outcome, and the connection back to its pool
+                    await stream.read()
             finally:
                 drain.unwatch(relay)
         if relay.cancelled_caught and not done and drain.expired():

@@ -68,6 +68,12 @@ class ChunkStream:
         self.usage: Usage | None = None
         """The tokens the provider reported for the stream, once it ended."""
 
+    @property
+    def whole(self) -> bool:
+        """The provider's end marker was read: the client may have its [DONE] now; what is
+        left to `read` (to the end of the upstream body) holds nothing for it."""
+        return self._attempt.whole
+
     def first(self) -> list[ChatCompletionChunk | ErrorChunk]:
         """The chunks read up to the commit point as the client sees them (maybe none);
         with the stream's end (`ended`) if the attempt ended there."""
