@@ -18,7 +18,8 @@ ever making the reader wait still meets it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from time import monotonic
 
 import anyio
@@ -100,23 +101,55 @@ class StreamAttempt:
 
     async def read(self) -> ChunkBatch | None:
         """The chunks of the next upstream read (never empty), or None: the attempt ended."""
+        batch = None
+        with anyio.CancelScope() as scope:
+            batch = await self._read(scope)
+        return batch
+
+    async def relay(self, emit: Callable[[ChunkBatch], Awaitable[object]]) -> None:
+        """`read` to the end, each batch handed to `emit` as it comes (`emit` raising ends
+        nothing: the caller's `aclose` does).
+
+        One cancel scope for the reads rather than one a read: its deadline is moved for
+        each upstream read, and is none while `emit` runs. A read that completed as its
+        deadline passed (the scope is then spent) is handed over outside it, and the next
+        read (under a new one) times out by the clock if it is still due.
+        """
+        while not self._done:
+            late: ChunkBatch | None = None
+            with anyio.CancelScope() as scope:
+                while (batch := await self._read(scope)) is not None:
+                    if scope.cancel_called:
+                        late = batch
+                        break
+                    await emit(batch)
+            if late is not None:
+                await emit(late)
+
+    async def _read(self, scope: anyio.CancelScope) -> ChunkBatch | None:
+        """`read` under `scope` (no deadline, and none when this returns); a cancellation by
+        `scope`'s deadline (the read timed out) is raised once the outcome is recorded."""
         try:
             while not self._done:
                 if self._pending is not None:
                     await self._end(self._pending)
                     break
-                batch = await self._next()
+                batch = await self._next(scope)
                 if batch:
                     return batch
         except Exception as exc:
             await self._end(self._unless_whole(self._failed(exc, self._start)))
         except BaseException:
-            await self.aclose()  # cancelled from outside: the client left, or we stop
+            if scope.cancel_called:  # its deadline passed
+                await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
+            else:
+                await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
         return None
 
-    async def _next(self) -> ChunkBatch | None:
-        """One step: open the response, or read and parse one piece ((): nothing yet)."""
+    async def _next(self, scope: anyio.CancelScope) -> ChunkBatch | None:
+        """One step: open the response, or read and parse one piece ((): nothing yet),
+        under `scope` given the read's deadline."""
         if self._pieces is None:
             await self._open()
             return ()
@@ -128,14 +161,12 @@ class StreamAttempt:
         if now >= deadline:
             await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
             return None
-        with anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                piece = await self._pieces.__anext__()
-            except StopAsyncIteration:
-                piece = None
-        if scope.cancelled_caught:
-            await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
-            return None
+        scope.deadline = deadline
+        try:
+            piece = await self._pieces.__anext__()
+        except StopAsyncIteration:
+            piece = None
+        scope.deadline = math.inf
         if piece is None:
             batch = self._priced(tuple(self._parser.close()))
             await self._end(self._success())

@@ -16,7 +16,7 @@ import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from actors import BreakerState, ChatCall, call_decoder, encoder, format_cost
+from actors import BreakerState, ChatCall, ChatCompletionChunk, call_decoder, encoder, format_cost
 
 from ._disconnect import watching
 from ._exceptions import DispatchError, InvalidRequest, UnknownGroup
@@ -36,7 +36,7 @@ from ._http import (
 from ._metrics import Metrics
 from ._requestlog import request_info
 from ._sse_out import sse_body
-from ._streaming import ChunkStream, Drain
+from ._streaming import ChunkStream, Drain, ErrorChunk
 from ._supervisor import Dispatched, Supervisor
 
 _DONE: Final = b"data: [DONE]\n\n"
@@ -220,25 +220,26 @@ async def _stream(
     ]
     if stream.dropped_params:
         headers.append((b"x-dispatcher-dropped-params", ",".join(stream.dropped_params).encode()))
+    done = False
+
+    async def emit(batch: list[ChatCompletionChunk | ErrorChunk]) -> None:
+        # The last chunks go out with [DONE] in one write, as soon as the provider's own
+        # end marker came (the rest of its body, read after, holds nothing for the client).
+        nonlocal done
+        if done:
+            return
+        if stream.ended or stream.whole:
+            done = True
+            await send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
+        elif batch:
+            await send({"type": "http.response.body", "body": sse_body(batch), "more_body": True})
+
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        done = False
         async with watching(scope, receive) as relay:
             drain.watch(relay)  # the disconnect scope ends the relay at the drain deadline too
             try:
-                # A plain loop in this frame (no generator per batch); the last chunks
-                # go out with [DONE] in one write, as soon as the provider's own end marker
-                # came (the end of its body, read after, holds nothing for the client).
-                batch = stream.first()
-                while not (stream.ended or stream.whole):
-                    if batch:
-                        body = sse_body(batch)
-                        await send({"type": "http.response.body", "body": body, "more_body": True})
-                    batch = await stream.read()
-                await send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
-                done = True
-                while not stream.ended:  # the outcome, and the connection back to its pool
-                    await stream.read()
+                await stream.relay(emit)
             finally:
                 drain.unwatch(relay)
         if relay.cancelled_caught and not done and drain.expired():

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 import msgspec
 
-from actors import ChatCompletionChunk, Failure, Outcome, StreamAttempt, Usage
+from actors import ChatCompletionChunk, ChunkBatch, Failure, Outcome, StreamAttempt, Usage
 
 
 class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,7 +62,7 @@ class ChunkStream:
         self._finished = False
         self._last: ChatCompletionChunk | None = None
         self.ended = False
-        """No chunk is left to read: `first` or `read` returned the last ones."""
+        """No chunk is left: `first` or `relay` handed over the last ones."""
         self.outcome: str | None = None
         """How the stream ended: success, an error class, or client_closed (None: running)."""
         self.usage: Usage | None = None
@@ -83,20 +83,30 @@ class ChunkStream:
             visible += self._end()
         return visible
 
-    async def read(self) -> list[ChatCompletionChunk | ErrorChunk]:
-        """The chunks of the next upstream read (maybe none), then `ended` says whether more
-        may come; an error chunk ends a failure.
+    async def relay(
+        self, emit: Callable[[list[ChatCompletionChunk | ErrorChunk]], Awaitable[object]]
+    ) -> None:
+        """Hand each batch of chunks to `emit` as the client sees them (maybe none), from the
+        `first` to the last (`ended` is then true); an error chunk ends a failure.
 
-        A plain method rather than an async generator: the relay calls it in its own frame,
-        and no cancel scope or cleanup is held across a yield (the attempt's own `read`
-        bounds each upstream read, and `aclose`, the relay's `finally`, ends it).
+        The reads run in the attempt's own loop (`StreamAttempt.relay`: one cancel scope for
+        them all, its deadline moved per read); closing the stream (`aclose`, the relay's
+        `finally`) ends it early.
         """
+        await emit(self.first())
+        if self.ended:
+            return
         attempt = self._attempt
-        batch = await attempt.read()
-        visible = self._visible(batch) if batch else []
-        if batch is None or attempt.outcome is not None:
-            visible += self._end()
-        return visible
+
+        async def visible(batch: ChunkBatch) -> None:
+            chunks = self._visible(batch)
+            if attempt.outcome is not None:
+                chunks += self._end()
+            await emit(chunks)
+
+        await attempt.relay(visible)
+        if not self.ended:
+            await emit(self._end())
 
     def _end(self) -> list[ChatCompletionChunk | ErrorChunk]:
         self.ended = True
