@@ -1,8 +1,9 @@
 """A streamed attempt, read piece by piece in the task of the request that made it.
 
 There is no worker and no buffer between the provider and the reader: each `read`
-awaits the next upstream piece in the caller's own frame, under a cancel scope
-that carries the stream's deadline for that piece:
+awaits the next upstream piece in the caller's own task, under a cancel scope
+given the stream's deadline for that piece (`relay`, the committed stream's loop,
+keeps one scope for all its reads and moves its deadline):
 
 - the first content (a text, refusal or tool-call delta) within
   first_token_timeout_s of the attempt's start, whatever comes before it (role
@@ -18,7 +19,8 @@ ever making the reader wait still meets it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from time import monotonic
 
 import anyio
@@ -100,67 +102,86 @@ class StreamAttempt:
 
     async def read(self) -> ChunkBatch | None:
         """The chunks of the next upstream read (never empty), or None: the attempt ended."""
+        batch = None
+        with anyio.CancelScope() as scope:
+            batch = await self._read(scope)
+        return batch
+
+    async def relay(self, emit: Callable[[ChunkBatch], Awaitable[object]]) -> None:
+        """`read` to the end, each batch handed to `emit` as it comes (`emit` raising ends
+        nothing: the caller's `aclose` does).
+
+        One cancel scope for the reads rather than one a read: its deadline is moved for
+        each upstream read, and is none while `emit` runs. A read that completed as its
+        deadline passed (the scope is then spent) is handed over outside it, and the next
+        read (under a new one) times out by the clock if it is still due.
+        """
+        while not self._done:
+            late: ChunkBatch | None = None
+            with anyio.CancelScope() as scope:
+                while (batch := await self._read(scope)) is not None:
+                    if scope.cancel_called:
+                        late = batch
+                        break
+                    await emit(batch)
+            if late is not None:
+                await emit(late)
+
+    async def _read(self, scope: anyio.CancelScope) -> ChunkBatch | None:
+        """`read` under `scope`, given each upstream read's deadline (and none when this
+        returns); a cancellation by that deadline (the read timed out) is raised once the
+        outcome is recorded. One frame for all the steps: each resumption of the request's
+        task walks every frame on its stack."""
         try:
             while not self._done:
                 if self._pending is not None:
                     await self._end(self._pending)
                     break
-                batch = await self._next()
+                if self._pieces is None:
+                    await self._open()
+                    continue
+                started = self._started
+                now = anyio.current_time()
+                deadline = min(self._budget_end, now + self._idle_s)
+                if not started:
+                    deadline = self._first_end  # keep-alives do not move it
+                if now >= deadline:
+                    await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
+                    break
+                scope.deadline = deadline
+                try:
+                    piece = await self._pieces.__anext__()
+                except StopAsyncIteration:
+                    piece = None
+                scope.deadline = math.inf
+                if piece is None:
+                    batch = self._priced(tuple(self._parser.close()))
+                    await self._end(self._success())
+                    return batch or None
+                try:
+                    batch = tuple(self._parser.feed(piece))
+                except ProviderError as exc:
+                    if not exc.partial:
+                        raise
+                    self._pending = self._failed(exc, self._start)  # after what it completed
+                    return tuple(exc.partial)  # type: ignore[arg-type]
                 if batch:
+                    batch = self._priced(batch)
+                    if not started:
+                        self._started = any(chunk.has_content() for chunk in batch)
                     return batch
+                # Keep-alives or part of an event: a read that was already buffered does not
+                # yield, and a cancellation could not reach the loop.
+                await anyio.lowlevel.checkpoint()
         except Exception as exc:
-            await self._end(self._failed(exc, self._start))
+            await self._end(self._unless_whole(self._failed(exc, self._start)))
         except BaseException:
-            await self.aclose()  # cancelled from outside: the client left, or we stop
+            if scope.cancel_called:  # its deadline passed
+                await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
+            else:
+                await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
         return None
-
-    async def _next(self) -> ChunkBatch | None:
-        """One step: open the response, or read and parse one piece ((): nothing yet)."""
-        if self._pieces is None:
-            await self._open()
-            return ()
-        started = self._started
-        now = anyio.current_time()
-        deadline = min(self._budget_end, now + self._idle_s)
-        if not started:
-            deadline = self._first_end  # keep-alives do not move it
-        if now >= deadline:
-            await self._end(_timed_out(monotonic() - self._start))
-            return None
-        with anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                piece = await self._pieces.__anext__()
-            except StopAsyncIteration:
-                piece = None
-        if scope.cancelled_caught:
-            await self._end(_timed_out(monotonic() - self._start))
-            return None
-        if piece is None:
-            batch = self._priced(tuple(self._parser.close()))
-            if batch:
-                self._usage = next((c.usage for c in reversed(batch) if c.usage), self._usage)
-            await self._end(self._success())
-            return batch
-        try:
-            batch = tuple(self._parser.feed(piece))
-        except ProviderError as exc:
-            if not exc.partial:
-                raise
-            self._pending = self._failed(exc, self._start)  # after the chunks it completed
-            return tuple(exc.partial)  # type: ignore[arg-type]
-        if batch:
-            batch = self._priced(batch)
-            usage = self._usage
-            for chunk in batch:
-                usage = chunk.usage or usage
-                started = started or chunk.has_content()
-            self._usage, self._started = usage, started
-        else:
-            # Keep-alives or part of an event: a read that was already buffered does not
-            # yield, and a cancellation could not reach the loop.
-            await anyio.lowlevel.checkpoint()
-        return batch
 
     async def _open(self) -> None:
         adapter = self._adapter
@@ -177,6 +198,15 @@ class StreamAttempt:
             return
         self._pieces = upstream.pieces(response)
 
+    @property
+    def whole(self) -> bool:
+        """The provider's end marker was read: the answer is whole. The attempt still reads
+        the body to its end (`read` until None); whatever fails there fails nothing."""
+        return self._parser.ended()
+
+    def _unless_whole(self, failure: Failure) -> Outcome:
+        return self._success() if self._parser.ended() else failure
+
     def _success(self) -> Success:
         usage = self._usage
         return Success(
@@ -189,10 +219,14 @@ class StreamAttempt:
 
     def _priced(self, batch: ChunkBatch) -> ChunkBatch:
         """`batch` with the cost of each usage it carries (usage is cumulative: the last
-        usage chunk of the stream carries the answer's cost)."""
-        if not any(chunk.usage for chunk in batch):
-            return batch
+        usage chunk of the stream carries the answer's cost), which is kept as the answer's."""
+        for chunk in batch:  # a plain loop: cheaper than any() over a generator, per read
+            if chunk.usage:
+                break
+        else:
+            return batch  # the common case: no usage
         price = self._price
+        self._usage = next(chunk.usage for chunk in reversed(batch) if chunk.usage)
         return tuple(priced_chunk(chunk, usage_cost(price, chunk.usage or None)) for chunk in batch)
 
     async def _end(self, outcome: Outcome) -> None:

@@ -15,7 +15,7 @@ import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from actors import BreakerState, ChatCall, call_decoder, encoder, format_cost
+from actors import BreakerState, ChatCall, ChatCompletionChunk, call_decoder, encoder, format_cost
 
 from ._disconnect import watching
 from ._exceptions import DispatchError, InvalidRequest, UnknownGroup
@@ -35,9 +35,10 @@ from ._http import (
 from ._metrics import Metrics
 from ._requestlog import request_info
 from ._sse_out import sse_body
-from ._streaming import ChunkStream, Drain
+from ._streaming import ChunkStream, Drain, ErrorChunk
 from ._supervisor import Dispatched, Supervisor
 
+_DONE: Final = b"data: [DONE]\n\n"
 _LAST_WRITE_S: Final = 0.5
 """How long the last chunk of a stream ended by the drain may wait on a slow client."""
 
@@ -223,19 +224,31 @@ async def _stream(
     ]
     if stream.dropped_params:
         headers.append((b"x-dispatcher-dropped-params", ",".join(stream.dropped_params).encode()))
+    done = False
+
+    async def emit(batch: list[ChatCompletionChunk | ErrorChunk]) -> None:
+        # The last chunks go out with [DONE] in one write, as soon as the provider's own
+        # end marker came (the rest of its body, read after, holds nothing for the client).
+        nonlocal done
+        if done:
+            return
+        if stream.ended or stream.whole:
+            done = True
+            await send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
+        elif batch:
+            await send({"type": "http.response.body", "body": sse_body(batch), "more_body": True})
+
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        done = False
-        with drain.scope() as relay:
-            async with watching(scope, receive):
-                async for batch in stream.batches():
-                    body = sse_body(batch)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
-                done = True
-        if relay.cancelled_caught and not done:
+        async with watching(scope, receive) as relay:
+            drain.watch(relay)  # the disconnect scope ends the relay at the drain deadline too
+            try:
+                await stream.relay(emit)
+            finally:
+                drain.unwatch(relay)
+        if relay.cancelled_caught and not done and drain.expired():
             await stream.aclose()  # the upstream call stops now, not when this write is done
-            last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\ndata: [DONE]\n\n"
+            last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\n" + _DONE
             with anyio.move_on_after(_LAST_WRITE_S):
                 await send({"type": "http.response.body", "body": last})
     finally:

@@ -13,16 +13,15 @@ drain_timeout_s expires the same way: an error chunk, then `[DONE]`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 import msgspec
 
-from actors import ChatCompletionChunk, Failure, Outcome, StreamAttempt, Usage
+from actors import ChatCompletionChunk, ChunkBatch, Failure, Outcome, StreamAttempt, Usage
 
 
 class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,45 +61,78 @@ class ChunkStream:
         self._finish = finish
         self._finished = False
         self._last: ChatCompletionChunk | None = None
+        self.ended = False
+        """No chunk is left: `first` or `relay` handed over the last ones."""
         self.outcome: str | None = None
         """How the stream ended: success, an error class, or client_closed (None: running)."""
         self.usage: Usage | None = None
         """The tokens the provider reported for the stream, once it ended."""
 
-    async def batches(self) -> AsyncIterator[list[ChatCompletionChunk | ErrorChunk]]:
-        """The chunks as they come, a batch per upstream read; an error chunk ends a failure."""
-        first = self._visible(self._first)
-        if first:
-            yield first
-        # No cancel scope or cleanup is held across a yield: the attempt's own `read`
-        # bounds each upstream read, and `aclose` (the relay's `finally`) ends it.
-        attempt = self._attempt
-        while (batch := await attempt.read()) is not None:
-            visible = self._visible(batch)
-            if visible:
-                yield visible
-        outcome = attempt.outcome
-        if outcome is None:  # closed before its end
+    @property
+    def whole(self) -> bool:
+        """The provider's end marker was read: the client may have its [DONE] now; what is
+        left to `read` (to the end of the upstream body) holds nothing for it."""
+        return self._attempt.whole
+
+    def first(self) -> list[ChatCompletionChunk | ErrorChunk]:
+        """The chunks read up to the commit point as the client sees them (maybe none);
+        with the stream's end (`ended`) if the attempt ended there."""
+        visible = self._visible(self._first)
+        self._first = []
+        if self._attempt.outcome is not None:
+            visible += self._end()
+        return visible
+
+    async def relay(
+        self, emit: Callable[[list[ChatCompletionChunk | ErrorChunk]], Awaitable[object]]
+    ) -> None:
+        """Hand each batch of chunks to `emit` as the client sees them (maybe none), from the
+        `first` to the last (`ended` is then true); an error chunk ends a failure.
+
+        The reads run in the attempt's own loop (`StreamAttempt.relay`: one cancel scope for
+        them all, its deadline moved per read); closing the stream (`aclose`, the relay's
+        `finally`) ends it early.
+        """
+        await emit(self.first())
+        if self.ended:
             return
+        attempt = self._attempt
+
+        async def visible(batch: ChunkBatch) -> None:
+            chunks = self._visible(batch)
+            if attempt.outcome is not None:
+                chunks += self._end()
+            await emit(chunks)
+
+        await attempt.relay(visible)
+        if not self.ended:
+            await emit(self._end())
+
+    def _end(self) -> list[ChatCompletionChunk | ErrorChunk]:
+        self.ended = True
+        outcome = self._attempt.outcome
+        if outcome is None:  # closed before its end
+            return []
         self._close(outcome)
         if isinstance(outcome, Failure):
-            yield [_error_chunk(outcome, self._last, self.deployment)]
+            return [_error_chunk(outcome, self._last, self.deployment)]
+        return []
 
     def _visible(
         self, batch: Sequence[ChatCompletionChunk]
     ) -> list[ChatCompletionChunk | ErrorChunk]:
         """Chunks as the client asked for them: usage only with include_usage."""
-        visible: list[ChatCompletionChunk | ErrorChunk] = []
-        for chunk in batch:
-            if self._include_usage or not chunk.usage:
-                if chunk.choices or chunk.usage:
-                    visible.append(chunk)
-            elif chunk.choices:
-                visible.append(msgspec.structs.replace(chunk, usage=msgspec.UNSET))
+        visible: list[ChatCompletionChunk | ErrorChunk]
+        if self._include_usage:
+            visible = [chunk for chunk in batch if chunk.choices or chunk.usage]
+        else:
+            visible = [
+                msgspec.structs.replace(chunk, usage=msgspec.UNSET) if chunk.usage else chunk
+                for chunk in batch
+                if chunk.choices
+            ]
         if visible:
-            last = visible[-1]
-            if isinstance(last, ChatCompletionChunk):
-                self._last = last
+            self._last = visible[-1]  # type: ignore[assignment]  # chunks of the attempt only
         return visible
 
     def stopped_chunk(self) -> ErrorChunk:
@@ -133,9 +165,9 @@ class ChunkStream:
 class Drain:
     """The deadline by which committed streams end when the daemon stops.
 
-    Each stream relays inside `scope()`, a cancel scope that `start` gives the drain
-    deadline; the relay then ends the stream with `stopped_chunk()` and `[DONE]`
-    rather than being cut by the server at the transport.
+    Each stream relays inside a cancel scope it `watch`es (its disconnect scope: one scope
+    for both), which `start` gives the drain deadline; the relay then ends the stream with
+    `stopped_chunk()` and `[DONE]` rather than being cut by the server at the transport.
     """
 
     def __init__(self) -> None:
@@ -149,16 +181,18 @@ class Drain:
             for scope in self._scopes:
                 scope.deadline = self._deadline
 
-    @contextlib.contextmanager
-    def scope(self) -> Iterator[anyio.CancelScope]:
-        """A cancel scope that expires at the drain deadline (none until `start`)."""
-        scope = anyio.CancelScope(deadline=self._deadline)
+    def watch(self, scope: anyio.CancelScope) -> None:
+        """`scope` expires at the drain deadline (none until `start`) until `unwatch`."""
+        if self._deadline != math.inf:
+            scope.deadline = self._deadline
         self._scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._scopes.discard(scope)
+
+    def unwatch(self, scope: anyio.CancelScope) -> None:
+        self._scopes.discard(scope)
+
+    def expired(self) -> bool:
+        """The drain deadline has passed (a scope it cancelled was cancelled by it)."""
+        return anyio.current_time() >= self._deadline
 
 
 def _error_chunk(failure: Failure, last: ChatCompletionChunk | None, deployment: str) -> ErrorChunk:

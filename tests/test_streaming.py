@@ -140,6 +140,34 @@ async def test_stall_or_cut_after_commit_is_reported(
     assert got[-2]["error"]["code"] == code
 
 
+async def test_the_client_has_done_once_the_upstream_sent_it(tmp_path: Path) -> None:
+    """The client's [DONE] goes with the provider's: an upstream that keeps its body open
+    after `data: [DONE]` (here past idle_timeout_s) delays nothing and fails nothing."""
+    primary = OpenAIFake(api_key=KEY)
+    stall = anyio.Event()
+    primary.script(stream(sse(chunk("Hel")), b"data: [DONE]\n\n", stall))
+    text = config("{u}", "{u}", "idle_timeout_s = 1")
+    async with serve_app(primary) as url, running_daemon(text.format(u=url), tmp_path) as daemon:
+        async with uds_client(daemon) as client:
+            body = {"model": "primary", "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+            with anyio.fail_after(0.8):  # before the idle timeout
+                async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                    got = await events(response)
+            assert [e if e == "[DONE]" else e["choices"][0]["delta"] for e in got] == [
+                {"content": "Hel"},
+                "[DONE]",
+            ]
+            [record] = primary.requests
+            with anyio.fail_after(10):
+                await record.wait_finished()  # the daemon gave up on the rest of the body
+            stall.set()
+        await anyio.wait_all_tasks_blocked()
+        [actor] = [a for a in daemon.actors if a.name == "primary-a"]
+        stats = actor.statistics()
+        assert (stats.inflight, stats.attempts, stats.failures) == (0, 1, 0)
+
+
 async def test_client_disconnect_closes_the_upstream_connection(tmp_path: Path) -> None:
     """A client that leaves mid-stream makes the daemon close its upstream connection."""
     primary = OpenAIFake(api_key=KEY)

@@ -53,6 +53,11 @@ class StreamParser(Protocol):
         """Chunks left at the end of the body; raises `ProviderError` if the stream was cut."""
         ...
 
+    def ended(self) -> bool:
+        """The provider's end marker (OpenAI's `data: [DONE]`) was fed: the answer is whole,
+        and nothing after it in the body is part of it. False for a provider without one."""
+        ...
+
 
 class Adapter(Protocol):
     """Translates for one deployment; built once from its frozen config."""

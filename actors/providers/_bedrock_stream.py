@@ -180,6 +180,9 @@ class ConverseStreamParser:
                 exc.partial = tuple(out)  # delivered before the error
                 raise
 
+    def ended(self) -> bool:
+        return False  # messageStop may still be followed by the usage metadata
+
     def close(self) -> list[ChatCompletionChunk]:
         if self._stop is None:
             cut = f" inside a frame ({self._pending} bytes)" if self._pending else ""

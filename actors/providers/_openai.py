@@ -418,6 +418,9 @@ class OpenAIStreamParser(SSEStreamParser):
     def _complete(self) -> bool:
         return self._done or self._finished
 
+    def ended(self) -> bool:
+        return self._done
+
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []
         for event in events:

@@ -200,6 +200,9 @@ class SSEStreamParser:
             raise ProviderError(ErrorClass.SERVER_ERROR, self.cut_message, status=200)
         return chunks + self._tail()
 
+    def ended(self) -> bool:
+        return False
+
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
         raise NotImplementedError
 
