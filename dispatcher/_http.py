@@ -169,9 +169,11 @@ class App:
         self._prefixes = {prefix for _, prefix in self._items}
         self._rest_prefixes = {prefix for _, prefix in self._rests}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The route's own coroutine, for the caller to await: no frame of this layer stays
+        on the request's stack (every resumption of the request task walks each one)."""
         if scope["type"] != "http":
-            return
+            return _nothing()
         method, path = scope["method"], scope["path"]
         handler = self._exact.get((method, path))
         known = path in self._paths
@@ -189,15 +191,18 @@ class App:
                     scope["path_params"] = {"path": path[len(rest_prefix) :]}
                     break
         if handler is not None:
-            await handler(scope, receive, send)
-        elif known:
+            return handler(scope, receive, send)
+        if known:
             body = simple_error(
                 405, "Method not allowed", "invalid_request_error", "method_not_allowed"
             )
-            await respond(send, 405, body)
-        else:
-            body = simple_error(404, f"No route {clip(path)}", "invalid_request_error", "not_found")
-            await respond(send, 404, body)
+            return respond(send, 405, body)
+        body = simple_error(404, f"No route {clip(path)}", "invalid_request_error", "not_found")
+        return respond(send, 404, body)
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -139,21 +139,28 @@ class RequestLog:
         self._app = app
         self._access = access
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "http":
+            extensions = scope.get("extensions")
+            given = extensions.get(REQUEST_ID_EXTENSION) if extensions else None
+            if given is not None and not (
+                self._access and access_logger.isEnabledFor(logging.INFO)
+            ):
+                # The daemon's protocol (which names the id and answers its header) runs
+                # each request in a task of its own, so in a context of its own: the id is
+                # set for it with nothing to reset, and the app's coroutine goes back to be
+                # awaited with no frame of this layer on the request's stack.
+                _current.set(RequestInfo(given))
+                return self._app(scope, receive, send)
+        return self._logged(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         extensions = scope.get("extensions")
         given = extensions.get(REQUEST_ID_EXTENSION) if extensions else None
         access = self._access and access_logger.isEnabledFor(logging.INFO)
-        if given is not None and not access:
-            # The protocol answers the header: nothing to learn from `send`.
-            token = _current.set(RequestInfo(given))
-            try:
-                await self._app(scope, receive, send)
-            finally:
-                _current.reset(token)
-            return
         started = time.perf_counter()
         info = RequestInfo(given if given is not None else request_id_of(scope["headers"]))
         header = None if given is not None else (REQUEST_ID_HEADER, info.request_id.encode())

@@ -57,6 +57,9 @@ def make_server(
             request_ids=request_ids or RequestIds(),
         ),
         ws="none",
+        # Said, not guessed: the apps' __call__ may hand back their route's coroutine
+        # rather than be coroutine functions themselves (`_http.App`, `RequestLog`).
+        interface="asgi3",
         # Forwarded-for headers name no client of ours: the socket's peer is the client.
         proxy_headers=False,
         timeout_graceful_shutdown=drain_timeout_s,  # type: ignore[arg-type]  # a float works

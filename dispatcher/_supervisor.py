@@ -200,12 +200,22 @@ class Supervisor:
                 retry = 0
                 while True:
                     attempt = Attempt(payload=payload, deadline=deadline, tokens=estimate.reserve)
+                    result: Outcome | ChunkStream | Unavailable | Turn | None
                     if stream:
                         result = await self._try_stream(
                             actor, attempt, _StreamContext(call, chain.group, len(records), started)
                         )
                     else:
-                        result = await self._try(actor, attempt)
+                        # One attempt, run in this task; inline, not in a helper coroutine:
+                        # every resumption of the request task walks each frame.
+                        try:
+                            result = actor.submit(attempt)
+                        except RateLimited as exc:
+                            result = await self._refilled(actor, attempt, exc)
+                        except Unavailable as exc:
+                            result = exc
+                        if not isinstance(result, Unavailable):
+                            result = await actor.call(attempt, result)
                     if isinstance(result, Unavailable):  # full, cooling, out of budget
                         retry_at = result.retry_at or monotonic() + 1.0
                         reason = result.reason
@@ -281,21 +291,19 @@ class Supervisor:
             if outcome_label != "streaming":  # a stream records itself when it ends
                 self.metrics.request(group, outcome_label, monotonic() - started)
 
-    async def _try(self, actor: DeploymentActor, attempt: Attempt) -> Outcome | Unavailable:
-        """One attempt, run in this task, and its outcome (or why the actor could not take
-        it). A cancellation (the client left) reaches the upstream call directly."""
+    @staticmethod
+    async def _refilled(
+        actor: DeploymentActor, attempt: Attempt, limited: RateLimited
+    ) -> Turn | Unavailable | None:
+        """After `limited`: its cluster lease on its way, waited for, and one more
+        `submit` (cluster mode); else why not. A cancellation (the client left) reaches the
+        upstream call directly in `actor.call`."""
+        if limited.refill is None:
+            return limited
         try:
-            turn = actor.submit(attempt)
-        except RateLimited as exc:
-            if exc.refill is None:
-                return exc
-            try:
-                turn = await _submit_when_refilled(actor, attempt, exc.refill)
-            except Unavailable as again:
-                return again
-        except Unavailable as exc:
-            return exc
-        return await actor.call(attempt, turn)
+            return await _submit_when_refilled(actor, attempt, limited.refill)
+        except Unavailable as again:
+            return again
 
     async def _try_stream(
         self, actor: DeploymentActor, attempt: Attempt, context: _StreamContext
