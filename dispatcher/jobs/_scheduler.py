@@ -446,6 +446,12 @@ class Jobs:
 
     def _settled(self, live: LiveJob, outcome: Outcome, label: str) -> None:
         """The job's terminal state is durable: count it and wake its long-polls."""
+        # A long-poll that began while another daemon ran the job waits for word from the
+        # store, and the store says nothing to the daemon that finished it (this one, after
+        # taking it over): it is woken here, not at the end of its wait.
+        remote = self._remote.pop(live.id, None)
+        if remote is not None:
+            remote.set()
         if self._live.pop(live.id, None) is None:
             return
         self._set_status(live, outcome.status)
