@@ -40,7 +40,7 @@ from ._exceptions import (
     Unsupported,
 )
 from ._limits import Breaker, BreakerState, RateLimiter
-from ._messages import Attempt, Failure, Outcome, Success
+from ._messages import Attempt, Failure, Outcome, Success, timed_out
 from ._redact import redactor_for
 from ._shared import Limiter, Sharing
 from ._slots import Slots, Turn
@@ -243,7 +243,7 @@ class DeploymentActor:
         self._slots.give_back()
         now = monotonic()
         if outcome is None:
-            outcome = _timed_out(now - start)
+            outcome = timed_out(now - start)
         self._record(outcome, attempt.tokens, now)
         return outcome
 
@@ -413,15 +413,6 @@ class DeploymentActor:
             f"[inbox {stats.inbox_used}/{stats.inbox_size} | "
             f"inflight {stats.inflight}/{stats.concurrency}]>"
         )
-
-
-def _timed_out(latency_s: float) -> Failure:
-    return Failure(
-        error=ErrorClass.TIMEOUT,
-        message=f"no answer within {latency_s:.3f}s",
-        latency_s=latency_s,
-        retryable=True,
-    )
 
 
 def _transport_for(spec: Deployment) -> httpx.AsyncBaseTransport:

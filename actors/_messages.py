@@ -55,3 +55,13 @@ class Attempt(Struct, frozen=True, kw_only=True):
     tokens: int
     """Tokens reserved against the deployment's tpm: the input estimate (with a margin) and
     the request's output limit; settled on the usage the provider reports."""
+
+
+def timed_out(latency_s: float) -> Failure:
+    """An attempt that got no answer within its deadline (another deployment may)."""
+    return Failure(
+        error=ErrorClass.TIMEOUT,
+        message=f"no answer within {latency_s:.3f}s",
+        latency_s=latency_s,
+        retryable=True,
+    )

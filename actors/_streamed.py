@@ -30,8 +30,8 @@ from config import Deployment, Price
 
 from ._chat import Usage, request_decoder
 from ._cost import priced_chunk, usage_cost
-from ._exceptions import ErrorClass, ProviderError
-from ._messages import Attempt, ChunkBatch, Failure, Outcome, Success
+from ._exceptions import ProviderError
+from ._messages import Attempt, ChunkBatch, Failure, Outcome, Success, timed_out
 from ._transport import Answer
 from ._upstream import Upstream
 from .providers import Adapter
@@ -146,7 +146,7 @@ class StreamAttempt:
                 if not started:
                     deadline = self._first_end  # keep-alives do not move it
                 if now >= deadline:
-                    await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
+                    await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
                     break
                 scope.deadline = deadline
                 try:
@@ -177,7 +177,7 @@ class StreamAttempt:
             await self._end(self._unless_whole(self._failed(exc, self._start)))
         except BaseException:
             if scope.cancel_called:  # its deadline passed
-                await self._end(self._unless_whole(_timed_out(monotonic() - self._start)))
+                await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
             else:
                 await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
@@ -194,7 +194,7 @@ class StreamAttempt:
                 body = await response.aread()
                 raise adapter.classify(response.status_code, response.headers, body)
         if scope.cancelled_caught:
-            await self._end(_timed_out(monotonic() - self._start))
+            await self._end(timed_out(monotonic() - self._start))
             return
         self._pieces = upstream.pieces(response)
 
@@ -252,12 +252,3 @@ class StreamAttempt:
                 await pieces.aclose()  # type: ignore[attr-defined]
             if response is not None:
                 await response.aclose()
-
-
-def _timed_out(latency_s: float) -> Failure:
-    return Failure(
-        error=ErrorClass.TIMEOUT,
-        message=f"no answer within {latency_s:.3f}s",
-        latency_s=latency_s,
-        retryable=True,
-    )
