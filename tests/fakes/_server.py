@@ -24,8 +24,11 @@ from ._asgi import ABORT_EXTENSION, ASGIApp, Receive, Scope, Send
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, *, exit_timeout: float = 5.0) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1 and a free port; yield `"http://127.0.0.1:PORT"`.
+async def serve_app(
+    app: ASGIApp, *, exit_timeout: float = 5.0, tls: tuple[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 and a free port; yield `"http://127.0.0.1:PORT"`
+    (`"https://..."` with `tls`: the paths of a certificate chain and its key, in PEM).
 
     Each request's scope carries `scope["extensions"][ABORT_EXTENSION]`, a callable that
     closes the connection without an answer (the fakes' `close()` directive uses it).
@@ -33,7 +36,16 @@ async def serve_app(app: ASGIApp, *, exit_timeout: float = 5.0) -> AsyncIterator
     stopped within `exit_timeout` seconds.
     """
     tracker = _InFlight(app)
-    config = uvicorn.Config(tracker, log_config=None, lifespan="off", access_log=False, ws="none")
+    certfile, keyfile = tls if tls is not None else (None, None)
+    config = uvicorn.Config(
+        tracker,
+        log_config=None,
+        lifespan="off",
+        access_log=False,
+        ws="none",
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    )
     server = _Server(config, tracker)
     finished = anyio.Event()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -50,7 +62,7 @@ async def serve_app(app: ASGIApp, *, exit_timeout: float = 5.0) -> AsyncIterator
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             try:
-                yield f"http://127.0.0.1:{port}"
+                yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
             finally:
                 server.request_exit()
                 # Shielded so that a cancelled test still closes uvicorn's listeners.
