@@ -112,6 +112,8 @@ class DeploymentActor:
         self._attempts = 0
         self._failures = 0
         self._latency: float | None = None
+        self._probe: Attempt | None = None
+        """The attempt admitted as the breaker's half-open probe, until it reports back."""
         self._running = False
         self._closed: anyio.Event | None = None
         self._drained: anyio.Event | None = None
@@ -130,21 +132,32 @@ class DeploymentActor:
         if not self._running:
             raise Stopped(self.name)
         now = monotonic()
-        if not self._breaker.admit(now):
-            raise CoolingDown(self.name, retry_at=self._breaker.open_until)
+        breaker = self._breaker
+        probing = breaker.probing
+        if not breaker.admit(now):
+            raise CoolingDown(self.name, retry_at=breaker.open_until)
+        if breaker.probing and not probing:
+            self._probe = attempt  # the half-open probe: it reports back, or gives it back
         wait = self._limiter.try_reserve(attempt.tokens, now)
         if wait:
-            self._breaker.release()
+            self._unprobe(attempt)
             raise RateLimited(self.name, retry_at=now + wait, refill=self._limiter.refill())
         slots = self._slots
         if slots.take():
             return None
         turn = slots.queue()
         if turn is None:
-            self._breaker.release()
+            self._unprobe(attempt)
             self._limiter.release(attempt.tokens)
             raise InboxFull(self.name)
         return turn
+
+    def _unprobe(self, attempt: Attempt) -> None:
+        """`attempt` will say nothing about the deployment (it never reached the provider,
+        or its client left): if it was the half-open probe, the next attempt may be."""
+        if self._probe is attempt:
+            self._probe = None
+            self._breaker.release()
 
     def check(self, request: ChatRequest, *, tokens: int) -> None:
         """Raise `Unsupported` when this deployment cannot take `request` at all.
@@ -239,12 +252,13 @@ class DeploymentActor:
                     outcome = self._failed(exc, start)
         except BaseException:
             self._slots.give_back()  # a client that left says nothing about the deployment
+            self._unprobe(attempt)
             raise
         self._slots.give_back()
         now = monotonic()
         if outcome is None:
             outcome = timed_out(now - start)
-        self._record(outcome, attempt.tokens, now)
+        self._record(outcome, attempt, now)
         return outcome
 
     async def stream(self, attempt: Attempt, turn: Turn | None) -> StreamAttempt | Failure:
@@ -282,7 +296,7 @@ class DeploymentActor:
         # It never reached the provider: the request counts, its tokens are given back.
         self._slots.leave(turn)
         self._limiter.settle(attempt.tokens, 0, monotonic())
-        self._breaker.release()
+        self._unprobe(attempt)
 
     def _freed(self) -> None:
         if self._when_idle:
@@ -292,11 +306,13 @@ class DeploymentActor:
         if self._drained is not None:
             self._drained.set()
 
-    def _ended(self, outcome: Outcome | None, reserved: int) -> None:
+    def _ended(self, outcome: Outcome | None, attempt: Attempt) -> None:
         """A streamed attempt is over (`outcome` None: its reader left): free its slot."""
         self._slots.give_back()
-        if outcome is not None:
-            self._record(outcome, reserved, monotonic())
+        if outcome is None:
+            self._unprobe(attempt)
+        else:
+            self._record(outcome, attempt, monotonic())
 
     def _answered(
         self, http: HttpRequest, response: Answer | httpx.Response, start: float
@@ -342,7 +358,10 @@ class DeploymentActor:
             retryable=exc.retryable,
         )
 
-    def _record(self, outcome: Outcome, reserved: int, now: float) -> None:
+    def _record(self, outcome: Outcome, attempt: Attempt, now: float) -> None:
+        if self._probe is attempt:
+            self._probe = None  # its success or failure settles the breaker below
+        reserved = attempt.tokens
         latency = outcome.latency_s
         self._latency = (
             latency

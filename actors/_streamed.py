@@ -73,7 +73,7 @@ class StreamAttempt:
         spec: Deployment,
         price: Price | None,
         failed: Callable[[Exception, float], Failure],
-        ended: Callable[[Outcome | None, int], None],
+        ended: Callable[[Outcome | None, Attempt], None],
     ) -> None:
         """Called by the actor once the attempt holds a slot: `failed` classifies what an
         attempt raised, `ended` frees the slot and records the outcome (None: not)."""
@@ -234,7 +234,7 @@ class StreamAttempt:
             self._done = True
             self.outcome = outcome
             await self._release()
-            self._ended(outcome, self._attempt.tokens)
+            self._ended(outcome, self._attempt)
 
     async def aclose(self) -> None:
         """Stop reading (the client left): the upstream response is closed, the slot freed.
@@ -242,7 +242,7 @@ class StreamAttempt:
         if not self._done:
             self._done = True
             await self._release()
-            self._ended(None, self._attempt.tokens)
+            self._ended(None, self._attempt)
 
     async def _release(self) -> None:
         pieces, response = self._pieces, self._response

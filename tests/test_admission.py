@@ -17,7 +17,7 @@ import pytest
 
 from actors import Attempt, ChatCall, DeploymentActor, Failure, encoder
 from config import parse_config
-from dispatcher import DeadlineExceeded
+from dispatcher import AllAttemptsFailed, DeadlineExceeded
 
 from .fakes import sse
 from .helpers import chat_json, completion, deployments, stack
@@ -204,3 +204,42 @@ async def test_closing_a_committed_stream_closes_the_upstream_response() -> None
         stats = actor.statistics()
         assert (stats.inflight, stats.failures, stream.outcome) == (0, 0, "client_closed")
         assert s.sample("dispatcher_requests_total", group="g", outcome="client_closed") == 1
+
+
+class _FailHoldThenAnswer:
+    """Answers 500, then holds the next request until the test is done, then answers."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.holding = anyio.Event()
+        self.never = anyio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        if self.count == 1:
+            return httpx.Response(500, json={"error": {"message": "boom"}})
+        if self.count == 2:
+            self.holding.set()
+            await self.never.wait()
+        return completion("back")
+
+
+async def test_a_probe_whose_client_left_lets_the_next_request_probe() -> None:
+    """A failure opens the breaker; after the cooldown one probe passes. Its client leaves
+    before the answer: the deployment must not stay shut, waiting for a probe that will
+    never report (it did, until a restart), so the next request is the probe, and closes it."""
+    up = _FailHoldThenAnswer()
+    config = deployments("a g", router="[router.cooldown]\nallowed_fails = 1\ncooldown_s = 0")
+    async with stack(config, {"a": up}) as s:
+        with anyio.fail_after(5):
+            with pytest.raises(AllAttemptsFailed):
+                await s.supervisor.complete(call("one"))  # opens; half-open at once
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(s.supervisor.complete, call("probe"))
+                await up.holding.wait()  # the probe is with the provider
+                tg.cancel_scope.cancel()  # ... and its client leaves
+            result = await s.supervisor.complete(call("three"))
+        assert result.response.choices[0].message.content == "back"
+        stats = s.actors["a"].statistics()
+        assert stats.state == "closed"
+        assert stats.failures == 1  # the probe whose client left counts for nothing
