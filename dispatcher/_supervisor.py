@@ -200,22 +200,18 @@ class Supervisor:
                 retry = 0
                 while True:
                     attempt = Attempt(payload=payload, deadline=deadline, tokens=estimate.reserve)
+                    # Admitted here for both kinds; the attempt runs in this very task
+                    # (inline, not in a helper coroutine: every resumption of the request
+                    # task walks each frame).
                     result: Outcome | ChunkStream | Unavailable | Turn | None
-                    if stream:
-                        result = await self._try_stream(
-                            actor, attempt, _StreamContext(call, chain.group, len(records), started)
-                        )
-                    else:
-                        # One attempt, run in this task; inline, not in a helper coroutine:
-                        # every resumption of the request task walks each frame.
-                        try:
-                            result = actor.submit(attempt)
-                        except RateLimited as exc:
-                            result = await self._refilled(actor, attempt, exc)
-                        except Unavailable as exc:
-                            result = exc
-                        if not isinstance(result, Unavailable):
-                            result = await actor.call(attempt, result)
+                    result = _admission(actor, attempt)
+                    if isinstance(result, RateLimited) and result.refill is not None:
+                        result = await _admission_after(result.refill, actor, attempt)
+                    if stream and not isinstance(result, Unavailable):
+                        context = _StreamContext(call, chain.group, len(records), started)
+                        result = await self._try_stream(actor, attempt, result, context)
+                    elif not isinstance(result, Unavailable):
+                        result = await actor.call(attempt, result)
                     if isinstance(result, Unavailable):  # full, cooling, out of budget
                         retry_at = result.retry_at or monotonic() + 1.0
                         reason = result.reason
@@ -291,28 +287,11 @@ class Supervisor:
             if outcome_label != "streaming":  # a stream records itself when it ends
                 self.metrics.request(group, outcome_label, monotonic() - started)
 
-    @staticmethod
-    async def _refilled(
-        actor: DeploymentActor, attempt: Attempt, limited: RateLimited
-    ) -> Turn | Unavailable | None:
-        """After `limited`: its cluster lease on its way, waited for, and one more
-        `submit` (cluster mode); else why not. A cancellation (the client left) reaches the
-        upstream call directly in `actor.call`."""
-        if limited.refill is None:
-            return limited
-        try:
-            return await _submit_when_refilled(actor, attempt, limited.refill)
-        except Unavailable as again:
-            return again
-
     async def _try_stream(
-        self, actor: DeploymentActor, attempt: Attempt, context: _StreamContext
-    ) -> Outcome | ChunkStream | Unavailable:
-        """One streamed attempt: a `ChunkStream` once content flows, else its outcome."""
-        try:
-            turn = await _submit(actor, attempt)
-        except Unavailable as exc:
-            return exc
+        self, actor: DeploymentActor, attempt: Attempt, turn: Turn | None, context: _StreamContext
+    ) -> Outcome | ChunkStream:
+        """One admitted streamed attempt: a `ChunkStream` once content flows, else its
+        outcome."""
         started = monotonic()
         opened = await actor.stream(attempt, turn)
         if isinstance(opened, Failure):  # its deadline passed in the inbox, or it stopped
@@ -397,20 +376,19 @@ def _capacity_reason(skipped: dict[str, float]) -> tuple[str, float]:
     return "no_deployment", monotonic() + 1.0
 
 
-async def _submit(actor: DeploymentActor, attempt: Attempt) -> Turn | None:
-    """`actor.submit`; when its shared budget is on its way (cluster mode: one Redis round
-    trip), wait for it (at most REFILL_WAIT_S) and submit once more."""
+def _admission(actor: DeploymentActor, attempt: Attempt) -> Turn | Unavailable | None:
+    """`actor.submit`'s answer: a slot (None), a place in its inbox (`Turn`), or why not."""
     try:
         return actor.submit(attempt)
-    except RateLimited as exc:
-        if exc.refill is None:
-            raise
-        return await _submit_when_refilled(actor, attempt, exc.refill)
+    except Unavailable as exc:
+        return exc
 
 
-async def _submit_when_refilled(
-    actor: DeploymentActor, attempt: Attempt, refill: anyio.Event
-) -> Turn | None:
+async def _admission_after(
+    refill: anyio.Event, actor: DeploymentActor, attempt: Attempt
+) -> Turn | Unavailable | None:
+    """Out of budget with the cluster's lease on its way (one Redis round trip): wait for
+    it (at most REFILL_WAIT_S), then ask once more."""
     with anyio.move_on_after(min(REFILL_WAIT_S, attempt.deadline - monotonic())):
         await refill.wait()
-    return actor.submit(attempt)
+    return _admission(actor, attempt)
