@@ -20,11 +20,10 @@ ever making the reader wait still meets it.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 
 import anyio
-import httpx
 
 from config import Deployment, Price
 
@@ -32,8 +31,7 @@ from ._chat import Usage, request_decoder
 from ._cost import priced_chunk, usage_cost
 from ._exceptions import ProviderError
 from ._messages import Attempt, ChunkBatch, Failure, Outcome, Success, timed_out
-from ._transport import Answer
-from ._upstream import Upstream
+from ._upstream import Body, Upstream, provider_error
 from .providers import Adapter
 
 
@@ -46,6 +44,7 @@ class StreamAttempt:
     __slots__ = (
         "_adapter",
         "_attempt",
+        "_body",
         "_budget_end",
         "_done",
         "_ended",
@@ -54,9 +53,7 @@ class StreamAttempt:
         "_idle_s",
         "_parser",
         "_pending",
-        "_pieces",
         "_price",
-        "_response",
         "_start",
         "_started",
         "_upstream",
@@ -89,8 +86,7 @@ class StreamAttempt:
         self._budget_end = now + min(attempt.deadline - start, spec.timeout_s)
         self._first_end = min(self._budget_end, now + spec.first_token_timeout_s)
         self._parser = adapter.stream_parser()
-        self._response: httpx.Response | Answer | None = None
-        self._pieces: AsyncIterator[bytes] | None = None
+        self._body: Body | None = None
         self._started = False
         self._usage: Usage | None = None
         self._pending: Failure | None = None
@@ -130,15 +126,28 @@ class StreamAttempt:
     async def _read(self, scope: anyio.CancelScope) -> ChunkBatch | None:
         """`read` under `scope`, given each upstream read's deadline (and none when this
         returns); a cancellation by that deadline (the read timed out) is raised once the
-        outcome is recorded. One frame for all the steps: each resumption of the request's
-        task walks every frame on its stack."""
+        outcome is recorded. One frame for all the steps, the provider's request and the
+        body's reads included: each resumption of the request's task walks every frame on
+        its stack."""
         try:
             while not self._done:
                 if self._pending is not None:
                     await self._end(self._pending)
                     break
-                if self._pieces is None:
-                    await self._open()
+                body = self._body
+                if body is None:
+                    # Opening counts against the first-token deadline (this scope's: a scope
+                    # of its own would cost one more per stream).
+                    scope.deadline = self._first_end
+                    adapter = self._adapter
+                    http = adapter.build(request_decoder.decode(self._attempt.payload))
+                    self.dropped_params = http.dropped_params
+                    response = await self._upstream.open(http)
+                    self._body = self._upstream.body(response)  # closed by `_end`/`aclose`
+                    if not response.is_success:
+                        error = await response.aread()
+                        raise adapter.classify(response.status_code, response.headers, error)
+                    scope.deadline = math.inf
                     continue
                 started = self._started
                 now = anyio.current_time()
@@ -149,10 +158,7 @@ class StreamAttempt:
                     await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
                     break
                 scope.deadline = deadline
-                try:
-                    piece = await self._pieces.__anext__()
-                except StopAsyncIteration:
-                    piece = None
+                piece = await body.next_piece()
                 scope.deadline = math.inf
                 if piece is None:
                     batch = self._priced(tuple(self._parser.close()))
@@ -174,7 +180,8 @@ class StreamAttempt:
                 # yield, and a cancellation could not reach the loop.
                 await anyio.lowlevel.checkpoint()
         except Exception as exc:
-            await self._end(self._unless_whole(self._failed(exc, self._start)))
+            failure = self._failed(provider_error(exc), self._start)
+            await self._end(self._unless_whole(failure))
         except BaseException:
             if scope.cancel_called:  # its deadline passed
                 await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
@@ -182,21 +189,6 @@ class StreamAttempt:
                 await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
         return None
-
-    async def _open(self) -> None:
-        adapter = self._adapter
-        http = adapter.build(request_decoder.decode(self._attempt.payload))
-        self.dropped_params = http.dropped_params
-        upstream = self._upstream
-        with anyio.CancelScope(deadline=self._first_end) as scope:
-            response = self._response = await upstream.open(http)
-            if not response.is_success:
-                body = await response.aread()
-                raise adapter.classify(response.status_code, response.headers, body)
-        if scope.cancelled_caught:
-            await self._end(timed_out(monotonic() - self._start))
-            return
-        self._pieces = upstream.pieces(response)
 
     @property
     def whole(self) -> bool:
@@ -233,7 +225,11 @@ class StreamAttempt:
         if not self._done:
             self._done = True
             self.outcome = outcome
-            await self._release()
+            body = self._body
+            if body is not None:
+                self._body = None
+                if not body.close():
+                    await _aclose(body)
             self._ended(outcome, self._attempt)
 
     async def aclose(self) -> None:
@@ -241,14 +237,15 @@ class StreamAttempt:
         Nothing once the attempt ended."""
         if not self._done:
             self._done = True
-            await self._release()
+            body = self._body
+            if body is not None:
+                self._body = None
+                if not body.close():
+                    await _aclose(body)
             self._ended(None, self._attempt)
 
-    async def _release(self) -> None:
-        pieces, response = self._pieces, self._response
-        self._pieces = self._response = None
-        with anyio.CancelScope(shield=True):
-            if pieces is not None:
-                await pieces.aclose()  # type: ignore[attr-defined]
-            if response is not None:
-                await response.aclose()
+
+async def _aclose(body: Body) -> None:
+    """The rest of a body's close that needs an await (not on aiohttp's pool), shielded."""
+    with anyio.CancelScope(shield=True):
+        await body.aclose()

@@ -144,7 +144,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status,
             headers=headers,
-            stream=_Stream(response, request, self._max_bytes),
+            stream=BodyStream(response, request, self._max_bytes),
             request=request,
         )
 
@@ -177,40 +177,63 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
-class _Stream(httpx.AsyncByteStream):
-    """A streamed aiohttp body; closing it early drops the connection (the upstream stops)."""
+class BodyStream(httpx.AsyncByteStream):
+    """A streamed aiohttp body, read piece by piece with `next_piece` (or iterated, as an
+    httpx stream); closing it early drops the connection (the upstream stops)."""
+
+    __slots__ = ("_content", "_limit", "_request", "_response", "_size")
 
     def __init__(
         self, response: aiohttp.ClientResponse, request: httpx.Request | None, limit: int
     ) -> None:
         self._response = response
+        self._content = response.content
         self._request = request
         self._limit = limit
+        self._size = 0
+
+    async def next_piece(self) -> bytes | None:
+        """The body's next piece as it arrives (never empty), None at its end; httpx's
+        transport errors, `ResponseTooLarge` past the limit (the connection then dropped).
+
+        A method, not an async generator: a reader pays one frame a read, no generator to
+        create and close per stream, no error-mapping context manager."""
+        try:
+            piece = await self._content.readany()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _httpx_error(exc, self._request) from exc
+        if not piece:
+            return None
+        self._size += len(piece)
+        if self._size > self._limit:
+            self._response.close()
+            raise _too_large(self._limit, self._request)
+        return piece
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        limit = self._limit
-        size = 0
-        with _mapped_errors(self._request):
-            async for piece in self._response.content.iter_any():
-                size += len(piece)
-                if size > limit:
-                    self._response.close()
-                    raise _too_large(limit, self._request)
-                yield piece
+        while (piece := await self.next_piece()) is not None:
+            yield piece
 
-    async def aclose(self) -> None:
-        if self._response.content.at_eof():
+    def close(self) -> bool:
+        """Let go of the connection now: back to the pool if the body was read to its end,
+        dropped otherwise (unread bytes would poison it). True: nothing is left to await."""
+        if self._content.at_eof():
             self._response.release()
         else:
             self._response.close()
+        return True
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class Answer:
     """A provider's answer from `AiohttpTransport.exchange`: what the actor reads of an
-    `httpx.Response` (status_code, headers, content, is_success, aread, aiter_raw, aclose),
-    without building one. `content` is there once the body was read whole."""
+    `httpx.Response` (status_code, headers, content, is_success, stream, aread, aiter_raw,
+    aclose), without building one. `content` is there once the body was read whole, else
+    `stream` reads it."""
 
-    __slots__ = ("_body", "_stream", "headers", "status_code")
+    __slots__ = ("_body", "headers", "status_code", "stream")
 
     def __init__(
         self,
@@ -223,7 +246,7 @@ class Answer:
         self.status_code = status
         self.headers = headers
         self._body = content
-        self._stream = None if response is None else _Stream(response, None, limit)
+        self.stream = None if response is None else BodyStream(response, None, limit)
 
     @property
     def is_success(self) -> bool:
@@ -241,21 +264,21 @@ class Answer:
 
     async def aread(self) -> bytes:
         if self._body is None:
-            assert self._stream is not None
-            self._body = b"".join([piece async for piece in self._stream])
+            assert self.stream is not None
+            self._body = b"".join([piece async for piece in self.stream])
         return self._body
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         if self._body is not None:
             yield self._body
             return
-        assert self._stream is not None
-        async for piece in self._stream:
+        assert self.stream is not None
+        async for piece in self.stream:
             yield piece
 
     async def aclose(self) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
+        if self.stream is not None:
+            self.stream.close()
 
 
 def _encoded(response: aiohttp.ClientResponse) -> bool:

@@ -11,22 +11,37 @@ goes through the transport's narrower `exchange` seam instead, and no httpx obje
 built per attempt. Transport errors are mapped to classified `ProviderError`s here, once:
 an answer over the deployment's `max_response_bytes` is a `server_error` (the
 deployment misbehaves; another may answer), any other transport failure a
-`connection` error or a `timeout`.
+`connection` error or a `timeout`; for a streamed body, by its reader (`provider_error`),
+once a read raised.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Final
+from collections.abc import AsyncIterator
+from typing import Final, Protocol
 
 import httpx
 
 from ._exceptions import ErrorClass, ProviderError
-from ._transport import AiohttpTransport, Answer, ResponseTooLarge
+from ._transport import AiohttpTransport, Answer, BodyStream, ResponseTooLarge
 from .providers import HttpRequest
 
 _MAX_CACHED_URLS: Final = 64
+
+
+class Body(Protocol):
+    """An opened response's body, read piece by piece (`Upstream.body`)."""
+
+    async def next_piece(self) -> bytes | None:
+        """The next piece as it arrives (maybe empty), None at the end; raises httpx's
+        transport errors (`provider_error` classifies them)."""
+
+    def close(self) -> bool:
+        """Close the response as far as can be done without waiting; False: `aclose` must
+        still be awaited (shielded) to finish."""
+
+    async def aclose(self) -> None:
+        """Close the response (after `close` said False)."""
 
 
 class Upstream:
@@ -56,35 +71,41 @@ class Upstream:
         else:
             response = await self.open(http)
         try:
-            with _mapped():
-                await response.aread()
+            await response.aread()
+        except httpx.HTTPError as exc:
+            raise _provider_error(exc) from None
         finally:
             await response.aclose()
         return response
 
     async def open(self, http: HttpRequest) -> httpx.Response | Answer:
-        """The provider's response with its body still to read (the caller must aclose it)."""
-        if self._direct is not None:
-            with _mapped():
+        """The provider's response with its body still to read (the caller must close it,
+        or its `body`)."""
+        # try/except rather than a context manager: a generator and its frame per attempt.
+        try:
+            if self._direct is not None:
                 return await self._direct.exchange(http.method, http.url, http.headers, http.body)
-        url = self._url(http.url)
-        request = httpx.Request(http.method, url, headers=http.headers, content=http.body)
-        with _mapped():
+            url = self._url(http.url)
+            request = httpx.Request(http.method, url, headers=http.headers, content=http.body)
             if self._auth is not None:
                 # Signing auth (SigV4) changes the request once and needs no response back.
                 flow = self._auth.async_auth_flow(request)
                 request = await flow.__anext__()
             return await self._transport.handle_async_request(request)
+        except httpx.HTTPError as exc:
+            raise _provider_error(exc) from None
 
     @staticmethod
-    async def pieces(response: httpx.Response | Answer) -> AsyncIterator[bytes]:
-        """The body of an opened response as it arrives (already whole for some transports)."""
-        if response.is_stream_consumed:  # e.g. httpx.MockTransport reads the body itself
-            yield response.content
-            return
-        with _mapped():
-            async for piece in response.aiter_raw():
-                yield piece
+    def body(response: httpx.Response | Answer) -> Body:
+        """The body of an opened response, to read as it arrives (already whole for some
+        transports); closing it closes the response. On aiohttp's pool that is the
+        transport's own stream: one frame a read, closed without an await."""
+        if response.is_stream_consumed:  # e.g. read whole: a JSON answer, a test transport
+            return _Whole(response)
+        stream = response.stream
+        if isinstance(stream, BodyStream):
+            return stream
+        return _Iterated(response)
 
     def _url(self, url: str) -> httpx.URL:
         parsed = self._urls.get(url)
@@ -107,10 +128,54 @@ def _provider_error(exc: httpx.HTTPError) -> ProviderError:
     return ProviderError(ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}")
 
 
-@contextlib.contextmanager
-def _mapped() -> Iterator[None]:
-    """httpx's transport errors, as classified provider errors."""
-    try:
-        yield
-    except httpx.HTTPError as exc:
-        raise _provider_error(exc) from None
+def provider_error(exc: Exception) -> Exception:
+    """What a streamed body's read raised, classified if it is a transport error."""
+    return _provider_error(exc) if isinstance(exc, httpx.HTTPError) else exc
+
+
+class _Whole:
+    """A body that was read whole: one piece."""
+
+    __slots__ = ("_piece", "_response")
+
+    def __init__(self, response: httpx.Response | Answer) -> None:
+        self._response = response
+        self._piece: bytes | None = response.content
+
+    async def next_piece(self) -> bytes | None:
+        piece, self._piece = self._piece, None
+        return piece
+
+    def close(self) -> bool:
+        return isinstance(self._response, Answer)  # nothing to close (it holds no stream)
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _Iterated:
+    """Any other httpx response body (e.g. a test transport's stream), iterated."""
+
+    __slots__ = ("_pieces", "_response")
+
+    def __init__(self, response: httpx.Response | Answer) -> None:
+        self._response = response
+        self._pieces: AsyncIterator[bytes] | None = None
+
+    async def next_piece(self) -> bytes | None:
+        if self._pieces is None:
+            self._pieces = self._response.aiter_raw()
+        try:
+            return await self._pieces.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def close(self) -> bool:
+        return False
+
+    async def aclose(self) -> None:
+        try:
+            if self._pieces is not None:
+                await self._pieces.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self._response.aclose()

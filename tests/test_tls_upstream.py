@@ -85,11 +85,15 @@ async def test_whole_and_streamed_answers_over_tls_on_one_connection(
             reply = msgspec.json.decode(answer.content)
             assert reply["choices"][0]["message"]["content"] == "openai: hi"
         response = await upstream.open(_request(url, stream=True))
+        reader = upstream.body(response)
         try:
             assert response.status_code == 200
-            body = b"".join([piece async for piece in upstream.pieces(response)])
+            pieces = []
+            while (piece := await reader.next_piece()) is not None:
+                pieces.append(piece)
+            body = b"".join(pieces)
         finally:
-            await response.aclose()
+            assert reader.close()
         assert body.rstrip().endswith(b"data: [DONE]")
         events = [line[6:] for line in body.split(b"\n") if line.startswith(b"data: {")]
         text = "".join(
