@@ -129,6 +129,7 @@ class StreamAttempt:
         outcome is recorded. One frame for all the steps, the provider's request and the
         body's reads included: each resumption of the request's task walks every frame on
         its stack."""
+        armed = math.inf  # the scope's deadline as set here, none again when this returns
         try:
             while not self._done:
                 if self._pending is not None:
@@ -137,8 +138,9 @@ class StreamAttempt:
                 body = self._body
                 if body is None:
                     # Opening counts against the first-token deadline (this scope's: a scope
-                    # of its own would cost one more per stream).
-                    scope.deadline = self._first_end
+                    # of its own would cost one more per stream), as the first read does:
+                    # the scope keeps it for that read (arming one costs a timer handle).
+                    scope.deadline = armed = self._first_end
                     adapter = self._adapter
                     http = adapter.build(request_decoder.decode(self._attempt.payload))
                     self.dropped_params = http.dropped_params
@@ -147,7 +149,6 @@ class StreamAttempt:
                     if not response.is_success:
                         error = await response.aread()
                         raise adapter.classify(response.status_code, response.headers, error)
-                    scope.deadline = math.inf
                     continue
                 started = self._started
                 now = anyio.current_time()
@@ -157,9 +158,9 @@ class StreamAttempt:
                 if now >= deadline:
                     await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
                     break
-                scope.deadline = deadline
+                if deadline != armed:
+                    scope.deadline = armed = deadline
                 piece = await body.next_piece()
-                scope.deadline = math.inf
                 if piece is None:
                     batch = self._priced(tuple(self._parser.close()))
                     await self._end(self._success())
@@ -188,6 +189,9 @@ class StreamAttempt:
             else:
                 await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
+        finally:
+            if armed != math.inf:
+                scope.deadline = math.inf
         return None
 
     @property
