@@ -1,9 +1,9 @@
 """A streamed attempt, read piece by piece in the task of the request that made it.
 
 There is no worker and no buffer between the provider and the reader: each `read`
-awaits the next upstream piece in the caller's own task, under a cancel scope
-given the stream's deadline for that piece (`relay`, the committed stream's loop,
-keeps one scope for all its reads and moves its deadline):
+awaits the next upstream piece in the caller's own task, under a cancel scope that
+an alarm cancels once the stream's deadline for that piece passed (`relay`, the
+committed stream's loop, keeps one scope for all its reads):
 
 - the first content (a text, refusal or tool-call delta) within
   first_token_timeout_s of the attempt's start, whatever comes before it (role
@@ -15,10 +15,17 @@ keeps one scope for all its reads and moves its deadline):
 A piece that is only keep-alives reaches a checkpoint, and the deadline is also
 checked by the clock before each read, so an upstream that floods bytes without
 ever making the reader wait still meets it.
+
+The alarm is one timer for all of a stream's waits, not a deadline moved on the cancel
+scope for each: moving one re-arms a timer (a libuv timer on uvloop, ~2-3 us, more than
+the rest of a read's own code). A stream's due times only move later (idle_timeout_s
+from each read), so the timer is armed once, re-armed only when it fires before the
+wait it finds is due (or a wait is due before it), and a read only sets its due time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from time import monotonic
@@ -43,9 +50,11 @@ class StreamAttempt:
 
     __slots__ = (
         "_adapter",
+        "_alarm",
         "_attempt",
         "_body",
         "_budget_end",
+        "_clock",
         "_done",
         "_ended",
         "_failed",
@@ -82,7 +91,10 @@ class StreamAttempt:
         self._idle_s = spec.idle_timeout_s
         self._attempt = attempt
         self._start = start = monotonic()
-        now = anyio.current_time()
+        loop = asyncio.get_running_loop()  # aiohttp, uvicorn: the actors run on asyncio
+        self._alarm = _Alarm(loop)
+        self._clock = loop.time  # the cancel scopes' clock: cheaper than anyio.current_time
+        now = self._clock()
         self._budget_end = now + min(attempt.deadline - start, spec.timeout_s)
         self._first_end = min(self._budget_end, now + spec.first_token_timeout_s)
         self._parser = adapter.stream_parser()
@@ -107,8 +119,8 @@ class StreamAttempt:
         """`read` to the end, each batch handed to `emit` as it comes (`emit` raising ends
         nothing: the caller's `aclose` does).
 
-        One cancel scope for the reads rather than one a read: its deadline is moved for
-        each upstream read, and is none while `emit` runs. A read that completed as its
+        One cancel scope for the reads rather than one a read: the alarm cancels it only
+        while an upstream read waits, not while `emit` runs. A read that completed as its
         deadline passed (the scope is then spent) is handed over outside it, and the next
         read (under a new one) times out by the clock if it is still due.
         """
@@ -124,12 +136,11 @@ class StreamAttempt:
                 await emit(late)
 
     async def _read(self, scope: anyio.CancelScope) -> ChunkBatch | None:
-        """`read` under `scope`, given each upstream read's deadline (and none when this
-        returns); a cancellation by that deadline (the read timed out) is raised once the
-        outcome is recorded. One frame for all the steps, the provider's request and the
-        body's reads included: each resumption of the request's task walks every frame on
-        its stack."""
-        armed = math.inf  # the scope's deadline as set here, none again when this returns
+        """`read` under `scope`, which the alarm cancels once an upstream wait is past its
+        deadline (the read timed out: raised once the outcome is recorded). One frame for
+        all the steps, the provider's request and the body's reads included: each
+        resumption of the request's task walks every frame on its stack."""
+        alarm = self._alarm
         try:
             while not self._done:
                 if self._pending is not None:
@@ -137,30 +148,28 @@ class StreamAttempt:
                     break
                 body = self._body
                 if body is None:
-                    # Opening counts against the first-token deadline (this scope's: a scope
-                    # of its own would cost one more per stream), as the first read does:
-                    # the scope keeps it for that read (arming one costs a timer handle).
-                    scope.deadline = armed = self._first_end
                     adapter = self._adapter
                     http = adapter.build(request_decoder.decode(self._attempt.payload))
                     self.dropped_params = http.dropped_params
+                    alarm.wait(scope, self._first_end)  # opening counts for the first token
                     response = await self._upstream.open(http)
                     self._body = self._upstream.body(response)  # closed by `_end`/`aclose`
                     if not response.is_success:
                         error = await response.aread()
                         raise adapter.classify(response.status_code, response.headers, error)
+                    alarm.due = math.inf
                     continue
                 started = self._started
-                now = anyio.current_time()
+                now = self._clock()
                 deadline = min(self._budget_end, now + self._idle_s)
                 if not started:
                     deadline = self._first_end  # keep-alives do not move it
                 if now >= deadline:
                     await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
                     break
-                if deadline != armed:
-                    scope.deadline = armed = deadline
+                alarm.wait(scope, deadline)
                 piece = await body.next_piece()
+                alarm.due = math.inf
                 if piece is None:
                     batch = self._priced(tuple(self._parser.close()))
                     await self._end(self._success())
@@ -189,9 +198,6 @@ class StreamAttempt:
             else:
                 await self.aclose()  # cancelled from outside: the client left, or we stop
             raise
-        finally:
-            if armed != math.inf:
-                scope.deadline = math.inf
         return None
 
     @property
@@ -229,6 +235,7 @@ class StreamAttempt:
         if not self._done:
             self._done = True
             self.outcome = outcome
+            self._alarm.close()
             body = self._body
             if body is not None:
                 self._body = None
@@ -241,6 +248,7 @@ class StreamAttempt:
         Nothing once the attempt ended."""
         if not self._done:
             self._done = True
+            self._alarm.close()
             body = self._body
             if body is not None:
                 self._body = None
@@ -253,3 +261,50 @@ async def _aclose(body: Body) -> None:
     """The rest of a body's close that needs an await (not on aiohttp's pool), shielded."""
     with anyio.CancelScope(shield=True):
         await body.aclose()
+
+
+class _Alarm:
+    """Cancels the scope of a stream's waiting read once that wait is `due` (module doc)."""
+
+    __slots__ = ("_at", "_handle", "_loop", "due", "scope")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = math.inf  # when the timer fires
+        self.due = math.inf
+        """The waiting read's deadline (on the loop's clock); inf: no read waits."""
+        self.scope: anyio.CancelScope | None = None
+
+    def wait(self, scope: anyio.CancelScope, due: float) -> None:
+        """A read is about to wait under `scope` until `due` (set `due` back to inf after)."""
+        self.scope = scope
+        self.due = due
+        if due < self._at:
+            self._arm(due)
+
+    def _arm(self, at: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_at(at, self._fire)
+        self._at = at
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._at = math.inf
+        due = self.due
+        if due == math.inf:
+            return  # no read waits: the next one arms it again
+        if self._loop.time() >= due:
+            assert self.scope is not None
+            self.scope.cancel()
+        else:
+            self._arm(due)
+
+    def close(self) -> None:
+        self.due = math.inf
+        self.scope = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._at = math.inf
