@@ -16,7 +16,7 @@ import pytest
 from actors import ChatCall
 from dispatcher import AllAttemptsFailed, Daemon
 
-from .fakes import Directive, OpenAIFake, flood, serve_app, sse
+from .fakes import Directive, OpenAIFake, flood, serve_app, sse, stream
 from .helpers import chat_json, deployments, openai_deployment, running_daemon, stack, uds_client
 from .provider_streams import events
 
@@ -172,6 +172,38 @@ async def test_keepalives_do_not_hold_a_committed_stream_past_the_budget(tmp_pat
         assert answer[-2]["choices"][0]["finish_reason"] == "error"
         assert answer[-2]["error"]["code"] == code
         assert answer[-3]["choices"][0]["delta"]["content"] == "Hel"
+
+
+async def test_after_content_only_the_idle_timeout_bounds_a_wait(tmp_path: Path) -> None:
+    """Once content came, pauses longer than first_token_timeout_s (shorter than
+    idle_timeout_s) go through, and a stall is cut at idle_timeout_s: a stream's one alarm
+    timer, armed at the first-token deadline, finds the waiting read not yet due and waits
+    on for it."""
+    primary = OpenAIFake(api_key=KEY)
+    content = ROLE + sse(chunk("Hel"))
+    primary.script(
+        flood(sse(chunk("lo")), head=content, times=2, interval_s=0.3,
+              tail=b"data: [DONE]\n\n", content_type="text/event-stream"),
+        stream(content, anyio.Event()),  # content, then silence
+    )  # fmt: skip
+    text = config("{u}", "{u}", "first_token_timeout_s = 0.2", "idle_timeout_s = 0.6")
+    async with serve_app(primary) as url, running_daemon(text.format(u=url), tmp_path) as daemon:
+        body = chat_json("primary", "hi", stream=True)
+        got = []
+        async with uds_client(daemon) as client:
+            for _ in range(2):
+                with anyio.fail_after(10):
+                    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                        got.append(await events(r))
+    paused, stalled = got
+    assert paused[-1] == "[DONE]"
+    deltas = [e["choices"][0] for e in paused[:-1] if e["choices"]]
+    assert "".join(c["delta"].get("content") or "" for c in deltas) == "Hellolo"
+    assert all(c["finish_reason"] != "error" for c in deltas)
+    assert stalled[-1] == "[DONE]"
+    assert stalled[-2]["error"]["code"] == "timeout"
+    assert stalled[-3]["choices"][0]["delta"]["content"] == "Hel"
+    assert primary.requests[1].disconnected  # the stalled stream was closed
 
 
 def test_fault_bodies_are_what_they_claim() -> None:
