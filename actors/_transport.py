@@ -100,7 +100,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> Answer:
         """`handle_async_request` without the httpx objects: the answer's body is read whole
         unless it is an event stream (2xx, not JSON or text), which the caller reads with
-        `Answer.aiter_raw` and must `aclose`. Raises httpx's transport errors."""
+        its `stream` (`BodyStream.next_piece`) and must close. Raises httpx's transport
+        errors."""
         session = self._session_now()
         # try/except rather than `_mapped_errors`: this runs once per attempt, and a
         # generator-based context manager costs a generator and its frame each time.
