@@ -102,23 +102,32 @@ class Api:
             info.group = call.model
             # Unless the client leaves first (cancelling the upstream call). Inline, not a
             # helper coroutine: every resumption of the request task walks each frame.
-            value: Dispatched | ChunkStream | DispatchError | None = None
-            async with watching(scope, receive):
-                try:
-                    if call.stream:
-                        value = await supervisor.open_stream(call)
-                    else:
-                        value = await supervisor.complete(call)
-                except DispatchError as exc:
-                    value = exc  # raised out here: a task group would wrap it in a group
+            # A stream is relayed under the same watch: one scope for the whole request.
+            value: Dispatched | _StreamOut | DispatchError | None = None
+            try:
+                async with watching(scope, receive) as watch:
+                    try:
+                        if call.stream:
+                            value = _StreamOut(await supervisor.open_stream(call), send)
+                            info.served(value.stream.deployment, value.stream.attempts, None)
+                            await value.relay(watch, self._drain)
+                        else:
+                            value = await supervisor.complete(call)
+                    except DispatchError as exc:
+                        value = exc  # raised out here: a task group would wrap it in a group
+            finally:
+                if isinstance(value, _StreamOut):  # ended, cut by the drain, or failed
+                    await value.after(watch, self._drain)
+            if isinstance(value, _StreamOut):
+                stream = value.stream
+                info.served(stream.deployment, stream.attempts, stream.usage)
+                info.outcome = stream.outcome
+                return
             if value is None:
                 return  # the client left: the cancellation reached the upstream call
             if isinstance(value, DispatchError):
                 raise value
-            if isinstance(value, ChunkStream):
-                stream = value
-            else:
-                result = value
+            result = value
         except ClientGone:
             return
         except DispatchError as exc:
@@ -127,12 +136,6 @@ class Api:
             if exc.attempts:
                 info.attempts = len(exc.attempts)
             await respond_error(send, exc)
-            return
-        if call.stream:
-            info.served(stream.deployment, stream.attempts, None)
-            await _stream(stream, scope, receive, send, self._drain)
-            info.served(stream.deployment, stream.attempts, stream.usage)
-            info.outcome = stream.outcome
             return
         info.served(result.deployment, len(result.attempts), result.response.usage)
         payload = encoder.encode(result.response)
@@ -209,50 +212,62 @@ def _model_object(group: str) -> dict[str, str | int]:
     return {"id": group, "object": "model", "created": 0, "owned_by": "llm-dispatcher"}
 
 
-async def _stream(
-    stream: ChunkStream, scope: Scope, receive: Receive, send: Send, drain: Drain
-) -> None:
-    """Send a committed stream as server-sent events; a client that leaves cancels it.
+class _StreamOut:
+    """A committed stream sent as server-sent events; a client that leaves cancels it.
 
-    At the drain deadline the stream ends as any failure after the commit does.
+    `relay` runs inside the request's watch scope (the one that covered the dispatch: the
+    client leaving cancels it), which also ends at the drain deadline; `after` (outside
+    it) ends a stream the drain cut as any failure after the commit ends, and closes it.
     """
-    headers = [
-        (b"content-type", b"text/event-stream"),
-        (b"cache-control", b"no-cache"),
-        (b"x-dispatcher-deployment", stream.deployment.encode()),
-        (b"x-dispatcher-attempts", str(stream.attempts).encode()),
-    ]
-    if stream.dropped_params:
-        headers.append((b"x-dispatcher-dropped-params", ",".join(stream.dropped_params).encode()))
-    done = False
 
-    async def emit(batch: list[ChatCompletionChunk | ErrorChunk]) -> None:
+    __slots__ = ("_done", "_send", "stream")
+
+    def __init__(self, stream: ChunkStream, send: Send) -> None:
+        self.stream = stream
+        self._send = send
+        self._done = False
+
+    async def relay(self, watch: anyio.CancelScope, drain: Drain) -> None:
+        stream = self.stream
+        headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-dispatcher-deployment", stream.deployment.encode()),
+            (b"x-dispatcher-attempts", str(stream.attempts).encode()),
+        ]
+        if stream.dropped_params:
+            dropped = ",".join(stream.dropped_params).encode()
+            headers.append((b"x-dispatcher-dropped-params", dropped))
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        drain.watch(watch)  # the watch scope ends the relay at the drain deadline too
+        try:
+            await stream.relay(self._emit)
+        finally:
+            drain.unwatch(watch)
+
+    async def _emit(self, batch: list[ChatCompletionChunk | ErrorChunk]) -> None:
         # The last chunks go out with [DONE] in one write, as soon as the provider's own
         # end marker came (the rest of its body, read after, holds nothing for the client).
-        nonlocal done
-        if done:
+        if self._done:
             return
+        stream = self.stream
         if stream.ended or stream.whole:
-            done = True
-            await send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
+            self._done = True
+            await self._send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
         elif batch:
-            await send({"type": "http.response.body", "body": sse_body(batch), "more_body": True})
+            body = sse_body(batch)
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
-    try:
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async with watching(scope, receive) as relay:
-            drain.watch(relay)  # the disconnect scope ends the relay at the drain deadline too
-            try:
-                await stream.relay(emit)
-            finally:
-                drain.unwatch(relay)
-        if relay.cancelled_caught and not done and drain.expired():
-            await stream.aclose()  # the upstream call stops now, not when this write is done
-            last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\n" + _DONE
-            with anyio.move_on_after(_LAST_WRITE_S):
-                await send({"type": "http.response.body", "body": last})
-    finally:
-        await stream.aclose()
+    async def after(self, watch: anyio.CancelScope, drain: Drain) -> None:
+        stream = self.stream
+        try:
+            if watch.cancelled_caught and not self._done and drain.expired():
+                await stream.aclose()  # the upstream call stops now, not when this write is done
+                last = b"data: " + encoder.encode(stream.stopped_chunk()) + b"\n\n" + _DONE
+                with anyio.move_on_after(_LAST_WRITE_S):
+                    await self._send({"type": "http.response.body", "body": last})
+        finally:
+            await stream.aclose()
 
 
 def _decode_call(body: bytes) -> ChatCall:

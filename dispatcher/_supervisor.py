@@ -136,16 +136,19 @@ class Supervisor:
             "Coroutine[Any, Any, Dispatched]", self._dispatch(call, timeout_s, stream=False)
         )
 
-    async def open_stream(self, call: ChatCall, *, timeout_s: float | None = None) -> ChunkStream:
+    def open_stream(
+        self, call: ChatCall, *, timeout_s: float | None = None
+    ) -> Coroutine[Any, Any, ChunkStream]:
         """Serve a streamed `call` up to its commit point (the first content delta).
 
         Failures before it fail over like any request (and raise `DispatchError` when
         nothing is left); the returned stream carries the rest, and the client's
-        connection owns it: `aclose()` cancels the upstream call.
+        connection owns it: `aclose()` cancels the upstream call. (The dispatch's own
+        coroutine, as `complete`'s.)
         """
-        result = await self._dispatch(call, timeout_s, stream=True)
-        assert isinstance(result, ChunkStream)
-        return result
+        return cast(
+            "Coroutine[Any, Any, ChunkStream]", self._dispatch(call, timeout_s, stream=True)
+        )
 
     async def _dispatch(
         self, call: ChatCall, timeout_s: float | None, *, stream: bool
@@ -299,10 +302,11 @@ class Supervisor:
         first: list[ChatCompletionChunk] = []
         # `read` closes the attempt itself when it ends or is cancelled.
         while (batch := await opened.read()) is not None:
-            first.extend(batch)
-            if any(chunk.has_content() for chunk in batch):
-                self.metrics.first_token(context.group, actor.name, monotonic() - started)
-                return self._committed(actor, context, first, opened)
+            first += batch
+            for chunk in batch:  # a loop, not any(...): this runs per stream
+                if chunk.has_content():
+                    self.metrics.first_token(context.group, actor.name, monotonic() - started)
+                    return self._committed(actor, context, first, opened)
         # The attempt ended before any content: its outcome decides.
         outcome = opened.outcome
         assert outcome is not None

@@ -265,9 +265,10 @@ def decode_tolerant(
         value = without_nulls(msgspec.json.decode(body))
         if repair is not None:
             value = repair(value)
-        return msgspec.convert(value, decoder.type, strict=False)
+        repaired: _T = msgspec.convert(value, decoder.type, strict=False)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         raise garbage(what, body, problem, status=status) from None
+    return repaired
 
 
 def without_nulls(value: Any) -> Any:
