@@ -65,6 +65,7 @@ OPENAI_TOOL_ID: Final[IdRule] = pattern_rule(r".+", max_length=40)
 """OpenAI accepts any tool-call id of at most 40 characters (PROVIDERS.md §1.3)."""
 _INCLUDE_USAGE: Final = StreamOptions(include_usage=True)
 _CHUNK_OBJECT: Final = "chat.completion.chunk"
+_decode_chunk: Final = chunk_decoder.decode
 
 
 class _ErrorDetail(Struct):
@@ -437,17 +438,19 @@ class OpenAIStreamParser(SSEStreamParser):
         loop (this runs per chunk): the typed decode first, the tolerant read only for a
         chunk that does not fit, and a copy only to rename something."""
         out: list[ChatCompletionChunk] = []
-        decode = chunk_decoder.decode
+        if self._done:
+            return out  # what follows [DONE] is not read
+        errors = self._errors
         for raw in datas:
             if raw == b"[DONE]":
                 self._done = True
+                break
+            if not raw:
                 continue
-            if not raw or self._done:
-                continue
-            if self._errors and _ERROR_KEY in raw:
+            if errors and _ERROR_KEY in raw:
                 _raise_in_band(raw, out)
             try:
-                chunk = decode(raw)
+                chunk = _decode_chunk(raw)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 chunk = parse_openai_chunk(raw)  # the tolerant read (or its error)
             else:
