@@ -3,9 +3,9 @@
 The SSE decoder cuts a piece made of whole one-line events with one split
 (`SSEDecoder._one_line_events`) instead of searching it event by event, and gives a
 parser that reads only `data` the payloads alone (`feed_data`, `_one_line_data`); the
-OpenAI parser looks for in-band errors once a piece instead of in every event, decodes
-each chunk in one fused loop and copies it only to rename something in it; the client's
-events are built in one join. Each
+OpenAI parser reads an in-band `error` with the chunk instead of searching the bytes,
+decodes each chunk in one fused loop and copies it only to rename something in it; the
+client's events are built in one join. Each
 is checked against the general path, over the recorded corpus and hand-made edge
 cases, whole and split at every byte.
 """
@@ -243,14 +243,23 @@ IN_BAND: Final = event({"error": {"message": "overloaded", "code": "server_error
     ],
 )
 def test_in_band_errors_are_found_however_the_key_is_split(tail: bytes) -> None:
-    """The `"error"` key is looked for once a piece: cut anywhere, even a byte at a time,
-    it still ends the stream with the chunks before it delivered."""
+    """An in-band error, cut anywhere, even a byte at a time, still ends the stream with
+    the chunks before it delivered."""
     body = event(chunk({"role": "assistant", "content": "Hel"})) + tail
     for pieces in splits(body):
         got = run(OpenAIStreamParser(), pieces)
         assert got.error is not None, pieces
         assert got.error[0] is ErrorClass.SERVER_ERROR
         assert [c.choices[0].delta.content for c in got.chunks] == ["Hel"]
+
+
+def test_an_error_key_is_read_as_json_reads_it() -> None:
+    """The `error` member is found by the decode, not in the bytes: an escaped key is one
+    too, as the official SDK (which parses the JSON) reads it."""
+    body = event(chunk({"content": "a"})) + b'data: {"\\u0065rror": {"message": "m"}}\n\n'
+    got = run(OpenAIStreamParser(), [body + b"data: [DONE]\n\n"])
+    assert got.error == (ErrorClass.SERVER_ERROR, "in-stream error m", True)
+    assert [c.choices[0].delta.content for c in got.chunks] == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -260,14 +269,20 @@ def test_in_band_errors_are_found_however_the_key_is_split(tail: bytes) -> None:
         pytest.param(event(chunk({"content": 'say "error"'})), id="content-quotes-it"),
         pytest.param(event(chunk({"content": "x"}, error=None)), id="error-null"),
         pytest.param(event(chunk({"content": "x"}, error=[1])), id="error-not-an-object"),
+        pytest.param(
+            event(chunk({"content": [{"type": "text", "text": "x"}]}, error=7)),
+            id="error-not-an-object-tolerant-read",
+        ),
     ],
 )
 def test_an_error_word_that_is_no_error_object_is_content(body: bytes) -> None:
-    """Only an `error` object (or message) is an in-band error, whatever the split."""
+    """Only an `error` object (or message) is an in-band error, whatever the split; any
+    other `error` member is left out of the chunk, as any unknown key is."""
     body += b"data: [DONE]\n\n"
     for pieces in splits(body):
         got = run(OpenAIStreamParser(), pieces)
         assert got.error is None and len(got.chunks) == 1, pieces
+        assert "error" not in sent(got.chunks)[0]
 
 
 ONE_EACH: Final = [
@@ -348,7 +363,7 @@ class GeneralParser(OpenAIStreamParser):
             if raw == b"[DONE]":
                 self._done = True
             elif raw and not self._done:
-                if self._errors and b'"error"' in raw:
+                if b'"error"' in raw:
                     _raise_in_band(raw, out)
                 chunk = parse_openai_chunk(raw)
                 if any(choice.finish_reason for choice in chunk.choices):
@@ -379,6 +394,12 @@ OPENAI_EDGES: Final = [
     event(chunk({"content": "a"})) + event({**chunk({}), "created": 2.0}),
     event(chunk({"content": "a"})) + b"data: [DONE]\n\n" + event(chunk({"content": "late"})),
     event(chunk({"content": "a"})) + IN_BAND + event(chunk({"content": "b"})),
+    event(chunk({"content": "a"}, error=None)) + event(chunk({"content": "b"}, error=[1])),
+    event(chunk({"content": "error"}, error="")) + event({"error": "x", "choices": "y"}),
+    event(chunk({"content": "a"})) + event({"error": {"message": "m"}, "created": "z"}),
+    event(chunk({"content": "a"})) + event({**chunk({}, "eos"), "error": {"message": "m"}}),
+    event(chunk({"content": [{"type": "text", "text": "a"}]}, error=7)),
+    event(chunk({"content": 'a "error"', "tool_calls": [{"index": 0, "error": {}}]})),
     event({**chunk({}), "choices": [{"index": 0, "delta": {}, "finish_reason": None},
                                     {"index": 1, "delta": {}, "finish_reason": "stop"}]}),
 ]  # fmt: skip

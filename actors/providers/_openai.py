@@ -175,6 +175,8 @@ def parse_openai_chunk(raw: bytes) -> ChatCompletionChunk:
             break
     if chunk.object != _CHUNK_OBJECT:  # Azure's filter chunk says "" (and others)
         chunk = msgspec.structs.replace(chunk, object=_CHUNK_OBJECT)
+    if chunk.error is not UNSET:  # no error object (the stream parser raises those)
+        chunk = msgspec.structs.replace(chunk, error=UNSET)
     return chunk
 
 
@@ -383,7 +385,6 @@ class _InBandError(Struct):
 
 _in_band_decoder: Final = msgspec.json.Decoder(_InBandError)
 _ERROR_KEY: Final = b'"error"'
-_LINE_ENDS: Final = frozenset(b"\r\n")
 
 
 class OpenAIStreamParser(SSEStreamParser):
@@ -398,7 +399,7 @@ class OpenAIStreamParser(SSEStreamParser):
     object with an `error` key is an in-band error, as the official SDK treats it.
     """
 
-    __slots__ = ("_done", "_errors", "_finished", "_recent")
+    __slots__ = ("_done", "_finished")
 
     cut_message = "stream ended before data: [DONE]"
 
@@ -406,17 +407,8 @@ class OpenAIStreamParser(SSEStreamParser):
         super().__init__()
         self._done = False
         self._finished = False
-        self._errors = False  # `"error"` was in the bytes fed: look for in-band errors
-        self._recent = b""  # the last bytes fed when they end mid-line: an `"error"` begun?
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        # An in-band error's `"error"` key has no line end in it, so it lies whole in the
-        # bytes fed, maybe across pieces: searched once a piece rather than in each event.
-        if not self._errors:
-            seen = self._recent + data if self._recent else data
-            self._errors = seen.find(_ERROR_KEY) >= 0
-            # A piece that ends a line ends no `"error"`; else its start may be in the last 6.
-            self._recent = seen[-6:] if seen and seen[-1] not in _LINE_ENDS else b""
         try:
             datas = self._sse.feed_data(data)  # event names are ignored: data only
         except EventTooLarge as exc:
@@ -440,18 +432,17 @@ class OpenAIStreamParser(SSEStreamParser):
         out: list[ChatCompletionChunk] = []
         if self._done:
             return out  # what follows [DONE] is not read
-        errors = self._errors
         for raw in datas:
             if raw == b"[DONE]":
                 self._done = True
                 break
             if not raw:
                 continue
-            if errors and _ERROR_KEY in raw:
-                _raise_in_band(raw, out)
             try:
                 chunk = _decode_chunk(raw)
             except (msgspec.ValidationError, msgspec.DecodeError):
+                if _ERROR_KEY in raw:
+                    _raise_in_band(raw, out)  # an error object first, however malformed
                 chunk = parse_openai_chunk(raw)  # the tolerant read (or its error)
             else:
                 finished = False
@@ -466,12 +457,15 @@ class OpenAIStreamParser(SSEStreamParser):
                         chunk = _chunk_normalized(chunk)
                         break
                 else:
-                    if chunk.object == _CHUNK_OBJECT:  # the usual chunk: nothing to rename
+                    if chunk.object == _CHUNK_OBJECT and chunk.error is UNSET:  # the usual
                         if finished:
                             self._finished = True
                         if chunk.choices or chunk.usage:
                             out.append(chunk)
                         continue
+                if chunk.error is not UNSET:
+                    _raise_in_band(raw, out)  # raises unless it is no error object
+                    chunk = msgspec.structs.replace(chunk, error=UNSET)
                 if chunk.object != _CHUNK_OBJECT:  # Azure's filter chunk says "" (and others)
                     chunk = msgspec.structs.replace(chunk, object=_CHUNK_OBJECT)
             choices = chunk.choices
