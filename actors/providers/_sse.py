@@ -72,7 +72,8 @@ class SSEDecoder:
         For a parser that reads nothing but `data` (OpenAI's): the usual piece, whole
         one-line events, costs a split and no event object (`_one_line_data`).
         """
-        piece = self._normalised(piece)
+        if self._cr or piece.find(b"\r") >= 0:  # (no call for the usual LF-only piece)
+            piece = self._normalised(piece)
         if not self._tail and piece.startswith(b"data: ") and len(piece) <= self._limit:
             datas = self._one_line_data(piece)
             if datas is not None:
