@@ -20,7 +20,7 @@ import pytest
 
 from actors import ChatCompletionChunk, ErrorClass, encoder
 from actors.providers._openai import OpenAIStreamParser, _raise_in_band, parse_openai_chunk
-from actors.providers._sse import EventTooLarge, ServerSentEvent, SSEDecoder
+from actors.providers._sse import EventTooLarge, ServerSentEvent, SSEDecoder, SSEStreamParser
 from dispatcher._sse_out import sse_body
 from dispatcher._streaming import ErrorChunk
 
@@ -35,24 +35,29 @@ class GeneralOnly(SSEDecoder):
         return None
 
     @staticmethod
-    def _one_line_data(piece: bytes) -> list[bytes] | None:
+    def _one_line_data(piece: bytes, end: int) -> list[bytes] | None:
         return None
 
 
 class Counting(SSEDecoder):
     """The decoder as it is, counting the pieces its shortcut decoded."""
 
-    __slots__ = ("data_taken", "taken")
+    __slots__ = ("data_taken", "general", "taken")
 
     def __init__(self, *, max_event_bytes: int = 1 << 20) -> None:
         super().__init__(max_event_bytes=max_event_bytes)
         self.taken = 0
         self.data_taken = 0
+        self.general = 0
 
-    def _one_line_data(self, piece: bytes) -> list[bytes] | None:  # type: ignore[override]
-        datas = SSEDecoder._one_line_data(piece)
+    def _one_line_data(self, piece: bytes, end: int) -> list[bytes] | None:  # type: ignore[override]
+        datas = SSEDecoder._one_line_data(piece, end)
         self.data_taken += datas is not None
         return datas
+
+    def _feed(self, piece: bytes) -> list[ServerSentEvent]:
+        self.general += 1
+        return super()._feed(piece)
 
     def _one_line_events(self, piece: bytes) -> list[ServerSentEvent] | None:
         events = super()._one_line_events(piece)
@@ -173,10 +178,13 @@ def test_sse_data_shortcut_keeps_the_event_limit(body: bytes, limit: int) -> Non
 
 
 def test_sse_data_shortcut_serves_whole_one_line_events() -> None:
-    """Whole one-line `data: ` events, one or many to a piece, take `_one_line_data`; a
-    comment, a multi-line event or an unfinished tail does not."""
+    """Whole one-line `data: ` events take a shortcut: one alone in a piece its own, many
+    `_one_line_data`; a comment, a multi-line event or an unfinished tail does not."""
+    for piece in [b'data: {"a":1}\n\n', b"data: \n\n", b'data: {"a":1}\r\n\r\n']:
+        decoder = Counting()
+        assert decoder.feed_data(piece) == [e.data for e in GeneralOnly().feed(piece)]
+        assert (decoder.data_taken, decoder.taken, decoder.general) == (0, 0, 0), piece
     taken = [
-        b'data: {"a":1}\n\n',
         b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n',
         b'data: {"a":1}\r\n\r\ndata: [DONE]\r\n\r\n',
         b"data: \n\ndata: x\n\n",
@@ -356,6 +364,9 @@ class GeneralParser(OpenAIStreamParser):
     def __init__(self) -> None:
         super().__init__()
         self._sse = GeneralOnly()
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        return SSEStreamParser.feed(self, data)  # whole events, through `_chunks`
 
     def _data_chunks(self, datas: list[bytes]) -> list[ChatCompletionChunk]:
         out: list[ChatCompletionChunk] = []

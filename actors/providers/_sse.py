@@ -75,7 +75,10 @@ class SSEDecoder:
         if self._cr or piece.find(b"\r") >= 0:  # (no call for the usual LF-only piece)
             piece = self._normalised(piece)
         if not self._tail and piece.startswith(b"data: ") and len(piece) <= self._limit:
-            datas = self._one_line_data(piece)
+            end = piece.find(b"\n")
+            if end == len(piece) - 2 and piece[-1] == 10:  # "data: x\n\n": a slow stream's
+                return [piece[6:end]]  # every read, so no call
+            datas = self._one_line_data(piece, end)
             if datas is not None:
                 return datas
             events = self._one_line_events(piece)
@@ -97,7 +100,7 @@ class SSEDecoder:
         return piece
 
     @staticmethod
-    def _one_line_data(piece: bytes) -> list[bytes] | None:
+    def _one_line_data(piece: bytes, end: int) -> list[bytes] | None:
         """The data of `piece` when it is whole one-line `data: ` events only (else `None`).
 
         Cut where a blank line is followed by `data: `: when no part has a line end in
@@ -105,11 +108,9 @@ class SSEDecoder:
         blank line after each, whose data are the parts, as `_feed` reads them. (A line
         end is looked for in the parts joined: `memchr` over one copy costs less than
         `count` or a search a part; before the first line end there is none.)
-        The caller checked the start, the limit and that no tail waits.
+        The caller checked the start, the limit and that no tail waits, and found the
+        first line end (`end`).
         """
-        end = piece.find(b"\n")
-        if end == len(piece) - 2:  # the first line end is the piece's last but one
-            return [piece[6:end]] if piece.endswith(b"\n\n") else None  # one event a read
         if not piece.endswith(b"\n\n"):
             return None
         datas = piece.split(b"\n\ndata: ")
