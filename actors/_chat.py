@@ -448,6 +448,10 @@ class ChatCompletionChunk(_Lenient, frozen=True):
     usage: Usage | UnsetType | None = UNSET
     system_fingerprint: str | UnsetType | None = UNSET
     service_tier: str | UnsetType | None = UNSET
+    error: Any | UnsetType = UNSET
+    """An in-band error (an OpenAI-style stream's `{"error": ...}`), read with the chunk so
+    that finding one costs no search of the bytes: the parser raises it, or leaves it
+    out when it is no error object; no chunk ever carries one to a client."""
 
     def has_content(self) -> bool:
         """True once this chunk carries text, reasoning, a refusal or a tool call: the commit point.

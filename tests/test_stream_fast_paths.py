@@ -1,9 +1,11 @@
 """The streaming hot path's shortcuts deliver exactly what the general code does.
 
 The SSE decoder cuts a piece made of whole one-line events with one split
-(`SSEDecoder._one_line_events`) instead of searching it event by event; the OpenAI
-parser looks for in-band errors once a piece instead of in every event, and copies a
-chunk only to rename something in it; the client's events are built in one join. Each
+(`SSEDecoder._one_line_events`) instead of searching it event by event, and gives a
+parser that reads only `data` the payloads alone (`feed_data`, `_one_line_data`); the
+OpenAI parser reads an in-band `error` with the chunk instead of searching the bytes,
+decodes each chunk in one fused loop and copies it only to rename something in it; the
+client's events are built in one join. Each
 is checked against the general path, over the recorded corpus and hand-made edge
 cases, whole and split at every byte.
 """
@@ -17,8 +19,8 @@ import msgspec
 import pytest
 
 from actors import ChatCompletionChunk, ErrorClass, encoder
-from actors.providers._openai import OpenAIStreamParser, parse_openai_chunk
-from actors.providers._sse import EventTooLarge, ServerSentEvent, SSEDecoder
+from actors.providers._openai import OpenAIStreamParser, _raise_in_band, parse_openai_chunk
+from actors.providers._sse import EventTooLarge, ServerSentEvent, SSEDecoder, SSEStreamParser
 from dispatcher._sse_out import sse_body
 from dispatcher._streaming import ErrorChunk
 
@@ -32,15 +34,30 @@ class GeneralOnly(SSEDecoder):
     def _one_line_events(self, piece: bytes) -> list[ServerSentEvent] | None:
         return None
 
+    @staticmethod
+    def _one_line_data(piece: bytes, end: int) -> list[bytes] | None:
+        return None
+
 
 class Counting(SSEDecoder):
     """The decoder as it is, counting the pieces its shortcut decoded."""
 
-    __slots__ = ("taken",)
+    __slots__ = ("data_taken", "general", "taken")
 
     def __init__(self, *, max_event_bytes: int = 1 << 20) -> None:
         super().__init__(max_event_bytes=max_event_bytes)
         self.taken = 0
+        self.data_taken = 0
+        self.general = 0
+
+    def _one_line_data(self, piece: bytes, end: int) -> list[bytes] | None:  # type: ignore[override]
+        datas = SSEDecoder._one_line_data(piece, end)
+        self.data_taken += datas is not None
+        return datas
+
+    def _feed(self, piece: bytes) -> list[ServerSentEvent]:
+        self.general += 1
+        return super()._feed(piece)
 
     def _one_line_events(self, piece: bytes) -> list[ServerSentEvent] | None:
         events = super()._one_line_events(piece)
@@ -61,6 +78,25 @@ def decode(
     except EventTooLarge as exc:
         return events + exc.events, len(events + exc.events), b""
     return events, None, held
+
+
+def decode_data(decoder: SSEDecoder, pieces: list[bytes]) -> tuple[list[bytes], int | None, bytes]:
+    """`decode` through `feed_data`: the events' data, the count before an error, the tail."""
+    datas: list[bytes] = []
+    try:
+        for piece in pieces:
+            datas += decoder.feed_data(piece)
+        held = bytes(decoder._tail)
+        datas += [e.data for e in decoder.close()]
+    except EventTooLarge as exc:
+        datas += [e.data for e in exc.events]
+        return datas, len(datas), b""
+    return datas, None, held
+
+
+def data_of(decoded: tuple[list[ServerSentEvent], int | None, bytes]) -> tuple[Any, ...]:
+    events, failed_after, held = decoded
+    return [e.data for e in events], failed_after, held
 
 
 CORPUS_SSE: Final = [case.body() for case in load_cases() if case.file.endswith(".sse")]
@@ -85,6 +121,14 @@ EDGES: Final = [
     b"data: a\n\nfoo\n\ndata: b\n\n",
     b"data: a\ndata: b\n\n",
     b'data: {"x":"\xc3\xa9\xe6\x97\xa5"}\n\n',
+    b"data: a\n\ndata: \n\ndata: b\n\n",
+    b"data: a\n\ndata: data: b\n\n",
+    b"data: \n\n",
+    b"data: a\n\ndata: b\n\n: c\n\n",
+    b"data: a\n\ndata: b\n\n\n",
+    b"data: x\ndata: y\n\ndata: z\n\n",
+    b"data: a\n\ndata: b\n\ndata",
+    b"data: a\n\nevent: e\ndata: b\n\n",
 ]
 
 
@@ -115,6 +159,44 @@ def test_sse_shortcut_keeps_the_event_limit(body: bytes, limit: int) -> None:
     for pieces in splits(body):
         fast = decode(Counting(max_event_bytes=limit), pieces)
         assert fast == decode(GeneralOnly(max_event_bytes=limit), pieces), pieces
+
+
+@pytest.mark.parametrize("body", [*CORPUS_SSE, *EDGES])
+def test_sse_data_shortcut_gives_the_general_paths_data(body: bytes) -> None:
+    """However the body is split, `feed_data` gives the data of the general path's events."""
+    for pieces in splits(body):
+        assert decode_data(Counting(), pieces) == data_of(decode(GeneralOnly(), pieces)), pieces
+
+
+@pytest.mark.parametrize("limit", [8, 9, 10, 16, 17])
+@pytest.mark.parametrize("body", EDGES)
+def test_sse_data_shortcut_keeps_the_event_limit(body: bytes, limit: int) -> None:
+    """Near the event limit `feed_data` fails, or not, exactly where the general path does."""
+    for pieces in splits(body):
+        fast = decode_data(Counting(max_event_bytes=limit), pieces)
+        assert fast == data_of(decode(GeneralOnly(max_event_bytes=limit), pieces)), pieces
+
+
+def test_sse_data_shortcut_serves_whole_one_line_events() -> None:
+    """Whole one-line `data: ` events take a shortcut: one alone in a piece its own, many
+    `_one_line_data`; a comment, a multi-line event or an unfinished tail does not."""
+    for piece in [b'data: {"a":1}\n\n', b"data: \n\n", b'data: {"a":1}\r\n\r\n']:
+        decoder = Counting()
+        assert decoder.feed_data(piece) == [e.data for e in GeneralOnly().feed(piece)]
+        assert (decoder.data_taken, decoder.taken, decoder.general) == (0, 0, 0), piece
+    taken = [
+        b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n',
+        b'data: {"a":1}\r\n\r\ndata: [DONE]\r\n\r\n',
+        b"data: \n\ndata: x\n\n",
+    ]
+    for piece in taken:
+        decoder = Counting()
+        decoder.feed_data(piece)
+        assert decoder.data_taken == 1, piece
+    for piece in [b'data: {"a":1}\n\ndata: {"b"', b"data: x\n\n: c\n\n", b"data: a\ndata: b\n\n"]:
+        decoder = Counting()
+        decoder.feed_data(piece)
+        assert decoder.data_taken == 0, piece
 
 
 def test_sse_shortcut_serves_the_usual_pieces() -> None:
@@ -169,14 +251,23 @@ IN_BAND: Final = event({"error": {"message": "overloaded", "code": "server_error
     ],
 )
 def test_in_band_errors_are_found_however_the_key_is_split(tail: bytes) -> None:
-    """The `"error"` key is looked for once a piece: cut anywhere, even a byte at a time,
-    it still ends the stream with the chunks before it delivered."""
+    """An in-band error, cut anywhere, even a byte at a time, still ends the stream with
+    the chunks before it delivered."""
     body = event(chunk({"role": "assistant", "content": "Hel"})) + tail
     for pieces in splits(body):
         got = run(OpenAIStreamParser(), pieces)
         assert got.error is not None, pieces
         assert got.error[0] is ErrorClass.SERVER_ERROR
         assert [c.choices[0].delta.content for c in got.chunks] == ["Hel"]
+
+
+def test_an_error_key_is_read_as_json_reads_it() -> None:
+    """The `error` member is found by the decode, not in the bytes: an escaped key is one
+    too, as the official SDK (which parses the JSON) reads it."""
+    body = event(chunk({"content": "a"})) + b'data: {"\\u0065rror": {"message": "m"}}\n\n'
+    got = run(OpenAIStreamParser(), [body + b"data: [DONE]\n\n"])
+    assert got.error == (ErrorClass.SERVER_ERROR, "in-stream error m", True)
+    assert [c.choices[0].delta.content for c in got.chunks] == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -186,14 +277,20 @@ def test_in_band_errors_are_found_however_the_key_is_split(tail: bytes) -> None:
         pytest.param(event(chunk({"content": 'say "error"'})), id="content-quotes-it"),
         pytest.param(event(chunk({"content": "x"}, error=None)), id="error-null"),
         pytest.param(event(chunk({"content": "x"}, error=[1])), id="error-not-an-object"),
+        pytest.param(
+            event(chunk({"content": [{"type": "text", "text": "x"}]}, error=7)),
+            id="error-not-an-object-tolerant-read",
+        ),
     ],
 )
 def test_an_error_word_that_is_no_error_object_is_content(body: bytes) -> None:
-    """Only an `error` object (or message) is an in-band error, whatever the split."""
+    """Only an `error` object (or message) is an in-band error, whatever the split; any
+    other `error` member is left out of the chunk, as any unknown key is."""
     body += b"data: [DONE]\n\n"
     for pieces in splits(body):
         got = run(OpenAIStreamParser(), pieces)
         assert got.error is None and len(got.chunks) == 1, pieces
+        assert "error" not in sent(got.chunks)[0]
 
 
 ONE_EACH: Final = [
@@ -258,6 +355,76 @@ def test_chunks_are_read_and_renamed_as_before(
     for pieces in splits(body)[:40]:
         got = run(OpenAIStreamParser(), pieces)
         assert got.error is None and sent(got.chunks) == want, pieces
+
+
+class GeneralParser(OpenAIStreamParser):
+    """The OpenAI parser without its shortcuts: events through the SSE decoder's general
+    path, each chunk through `parse_openai_chunk`, one event at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sse = GeneralOnly()
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        return SSEStreamParser.feed(self, data)  # whole events, through `_chunks`
+
+    def _data_chunks(self, datas: list[bytes]) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
+        for raw in datas:
+            if raw == b"[DONE]":
+                self._done = True
+            elif raw and not self._done:
+                if b'"error"' in raw:
+                    _raise_in_band(raw, out)
+                chunk = parse_openai_chunk(raw)
+                if any(choice.finish_reason for choice in chunk.choices):
+                    self._finished = True
+                if chunk.choices or chunk.usage:
+                    out.append(chunk)
+        return out
+
+
+OPENAI_SSE: Final = [
+    case.body()
+    for case in load_cases()
+    if case.file.endswith(".sse") and case.provider in ("openai", "azure", "openai-compatible")
+]
+USAGE_ONLY: Final = {**chunk({}), "choices": [], "usage": {"total_tokens": 3}}
+OPENAI_EDGES: Final = [
+    event(chunk({"content": "a"})) + event(chunk({}, "eos")) + b"data: [DONE]\n\n",
+    event(chunk({"content": "a"})) + event(chunk({}, "")) + b"data: [DONE]\n\n",
+    event(chunk({"reasoning": "r"})) + event(chunk({}, "stop")),
+    event(chunk({"content": "a"})) + event(USAGE_ONLY),
+    event({**chunk({}), "choices": []}) + event(chunk({"content": "a"})),
+    event({**chunk({}), "choices": [], "object": ""}),
+    event({**chunk({}, "length"), "object": ""}),
+    event({**chunk({}, "length"), "object": 1}),
+    event(chunk({"content": "a"})) + b"data: {not json}\n\n",
+    event(chunk({"content": "a"})) + event({"choices": "x"}),
+    event(chunk({"content": ["a", {"type": "text", "text": "b"}]})),
+    event(chunk({"content": "a"})) + event({**chunk({}), "created": 2.0}),
+    event(chunk({"content": "a"})) + b"data: [DONE]\n\n" + event(chunk({"content": "late"})),
+    event(chunk({"content": "a"})) + IN_BAND + event(chunk({"content": "b"})),
+    event(chunk({"content": "a"}, error=None)) + event(chunk({"content": "b"}, error=[1])),
+    event(chunk({"content": "error"}, error="")) + event({"error": "x", "choices": "y"}),
+    event(chunk({"content": "a"})) + event({"error": {"message": "m"}, "created": "z"}),
+    event(chunk({"content": "a"})) + event({**chunk({}, "eos"), "error": {"message": "m"}}),
+    event(chunk({"content": [{"type": "text", "text": "a"}]}, error=7)),
+    event(chunk({"content": 'a "error"', "tool_calls": [{"index": 0, "error": {}}]})),
+    event({**chunk({}), "choices": [{"index": 0, "delta": {}, "finish_reason": None},
+                                    {"index": 1, "delta": {}, "finish_reason": "stop"}]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", [*OPENAI_SSE, *OPENAI_EDGES])
+def test_openai_parser_gives_what_its_general_path_does(body: bytes) -> None:
+    """The fused per-chunk loop over the data shortcut gives the chunks, the end and the
+    error that one chunk at a time over the general SSE path gives, however split."""
+    for pieces in splits(body)[:200]:
+        fast, general = run(OpenAIStreamParser(), pieces), run(GeneralParser(), pieces)
+        assert fast.error == general.error, pieces
+        assert fast.chunks == general.chunks, pieces
+        assert sent(fast.chunks) == sent(general.chunks)
 
 
 def _encoded_shape(payload: dict[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from ._openai_params import (
     azure_table,
     strip_extras,
 )
-from ._sse import ServerSentEvent, SSEStreamParser
+from ._sse import EventTooLarge, ServerSentEvent, SSEStreamParser
 from ._toolids import IdRule, conform_tool_ids, pattern_rule
 
 _C = TypeVar("_C", Choice, ChunkChoice)
@@ -64,6 +64,8 @@ OPENAI_BASE: Final = "https://api.openai.com/v1"
 OPENAI_TOOL_ID: Final[IdRule] = pattern_rule(r".+", max_length=40)
 """OpenAI accepts any tool-call id of at most 40 characters (PROVIDERS.md §1.3)."""
 _INCLUDE_USAGE: Final = StreamOptions(include_usage=True)
+_CHUNK_OBJECT: Final = "chat.completion.chunk"
+_decode_chunk: Final = chunk_decoder.decode
 
 
 class _ErrorDetail(Struct):
@@ -164,19 +166,23 @@ def parse_openai_completion(body: bytes) -> ChatCompletion:
 def parse_openai_chunk(raw: bytes) -> ChatCompletionChunk:
     """Decode one `chat.completion.chunk`, as tolerantly as `parse_openai_completion`."""
     chunk = decode_tolerant(chunk_decoder, raw, "chat.completion.chunk", repair=_repair)
-    # Per chunk on the hot path: a plain loop over the (usually one) choice, and no copy
-    # unless something is renamed.
     for choice in chunk.choices:
         reason = choice.finish_reason
         if (
             reason is not None and reason not in FINISH_REASONS
         ) or choice.delta.reasoning is not UNSET:
-            choices = tuple(_normalized(choice) for choice in chunk.choices)
-            chunk = msgspec.structs.replace(chunk, choices=choices)
+            chunk = _chunk_normalized(chunk)
             break
-    if chunk.object != "chat.completion.chunk":  # Azure's filter chunk says "" (and others)
-        chunk = msgspec.structs.replace(chunk, object="chat.completion.chunk")
+    if chunk.object != _CHUNK_OBJECT:  # Azure's filter chunk says "" (and others)
+        chunk = msgspec.structs.replace(chunk, object=_CHUNK_OBJECT)
+    if chunk.error is not UNSET:  # no error object (the stream parser raises those)
+        chunk = msgspec.structs.replace(chunk, error=UNSET)
     return chunk
+
+
+def _chunk_normalized(chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+    choices = tuple(_normalized(choice) for choice in chunk.choices)
+    return msgspec.structs.replace(chunk, choices=choices)
 
 
 def _needs_normalizing(choice: Choice | ChunkChoice) -> bool:
@@ -379,7 +385,6 @@ class _InBandError(Struct):
 
 _in_band_decoder: Final = msgspec.json.Decoder(_InBandError)
 _ERROR_KEY: Final = b'"error"'
-_LINE_ENDS: Final = frozenset(b"\r\n")
 
 
 class OpenAIStreamParser(SSEStreamParser):
@@ -394,7 +399,7 @@ class OpenAIStreamParser(SSEStreamParser):
     object with an `error` key is an in-band error, as the official SDK treats it.
     """
 
-    __slots__ = ("_done", "_errors", "_finished", "_recent")
+    __slots__ = ("_done", "_finished")
 
     cut_message = "stream ended before data: [DONE]"
 
@@ -402,18 +407,14 @@ class OpenAIStreamParser(SSEStreamParser):
         super().__init__()
         self._done = False
         self._finished = False
-        self._errors = False  # `"error"` was in the bytes fed: look for in-band errors
-        self._recent = b""  # the last bytes fed when they end mid-line: an `"error"` begun?
 
     def feed(self, data: bytes) -> list[ChatCompletionChunk]:
-        # An in-band error's `"error"` key has no line end in it, so it lies whole in the
-        # bytes fed, maybe across pieces: searched once a piece rather than in each event.
-        if not self._errors:
-            seen = self._recent + data if self._recent else data
-            self._errors = seen.find(_ERROR_KEY) >= 0
-            # A piece that ends a line ends no `"error"`; else its start may be in the last 6.
-            self._recent = seen[-6:] if seen and seen[-1] not in _LINE_ENDS else b""
-        return SSEStreamParser.feed(self, data)
+        try:
+            datas = self._sse.feed_data(data)  # event names are ignored: data only
+        except EventTooLarge as exc:
+            exc.partial = tuple(self._chunks(exc.events))  # delivered before the error
+            raise
+        return self._data_chunks(datas)
 
     def _complete(self) -> bool:
         return self._done or self._finished
@@ -422,17 +423,51 @@ class OpenAIStreamParser(SSEStreamParser):
         return self._done
 
     def _chunks(self, events: list[ServerSentEvent]) -> list[ChatCompletionChunk]:
+        return self._data_chunks([event.data for event in events])
+
+    def _data_chunks(self, datas: list[bytes]) -> list[ChatCompletionChunk]:
+        """The chunks of these events' data: `parse_openai_chunk` of each, fused into one
+        loop (this runs per chunk): the typed decode first, the tolerant read only for a
+        chunk that does not fit, and a copy only to rename something."""
         out: list[ChatCompletionChunk] = []
-        for event in events:
-            raw = event.data
+        if self._done:
+            return out  # what follows [DONE] is not read
+        for raw in datas:
             if raw == b"[DONE]":
                 self._done = True
+                break
+            if not raw:
                 continue
-            if not raw or self._done:
-                continue
-            if self._errors and _ERROR_KEY in raw:
-                _raise_in_band(raw, out)
-            chunk = parse_openai_chunk(raw)
+            try:
+                chunk = _decode_chunk(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                if _ERROR_KEY in raw:
+                    _raise_in_band(raw, out)  # an error object first, however malformed
+                chunk = parse_openai_chunk(raw)  # the tolerant read (or its error)
+            else:
+                finished = False
+                for choice in chunk.choices:
+                    reason = choice.finish_reason
+                    if reason is not None:
+                        if reason not in FINISH_REASONS:
+                            chunk = _chunk_normalized(chunk)
+                            break
+                        finished = True
+                    if choice.delta.reasoning is not UNSET:
+                        chunk = _chunk_normalized(chunk)
+                        break
+                else:
+                    if chunk.object == _CHUNK_OBJECT and chunk.error is UNSET:  # the usual
+                        if finished:
+                            self._finished = True
+                        if chunk.choices or chunk.usage:
+                            out.append(chunk)
+                        continue
+                if chunk.error is not UNSET:
+                    _raise_in_band(raw, out)  # raises unless it is no error object
+                    chunk = msgspec.structs.replace(chunk, error=UNSET)
+                if chunk.object != _CHUNK_OBJECT:  # Azure's filter chunk says "" (and others)
+                    chunk = msgspec.structs.replace(chunk, object=_CHUNK_OBJECT)
             choices = chunk.choices
             if choices:
                 if not self._finished:
