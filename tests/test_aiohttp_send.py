@@ -5,6 +5,7 @@ still there (a new aiohttp release that changes them fails here, loudly)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -189,3 +190,81 @@ def test_the_aiohttp_internals_the_lean_path_drives_are_there() -> None:
         "_timeout_ceil_threshold" in inspect.getsource(aiohttp.BaseConnector.__init__)
     )
     assert callable(aiohttp.http_writer._serialize_headers)
+
+
+class _Protocol:
+    """What a StreamReader asks of its protocol: whether reading is paused."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._reading_paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self.paused = False
+
+
+def _reader(protocol: _Protocol) -> aiohttp.StreamReader:
+    from aiohttp.helpers import TimerNoop
+
+    # limit 64: high water 128 bytes, 4 chunk splits at most before a pause
+    return aiohttp.StreamReader(protocol, 64, loop=asyncio.get_running_loop(), timer=TimerNoop())
+
+
+def _state(reader: aiohttp.StreamReader, protocol: _Protocol) -> tuple[object, ...]:
+    return (
+        reader._size,
+        reader._cursor,
+        list(reader._buffer),
+        list(reader._http_chunk_splits or ()),
+        reader.total_bytes,
+        protocol.paused,
+    )
+
+
+@pytest.mark.parametrize(
+    "rounds",
+    [
+        [[b"a" * 10] * 3],  # a few small HTTP chunks
+        [[b"b" * 50] * 6, [b"c"], [b"d" * 200, b"e"]],  # past high water: paused, then resumed
+        [[b"f" * 7] * 40, [b"g" * 3] * 2],  # many chunk splits (past the split limit)
+    ],
+)
+async def test_buffered_pieces_are_taken_as_readany_takes_them(rounds: list[list[bytes]]) -> None:
+    """`_take_buffered` (one join for the pieces a chunked body buffered) gives what
+    aiohttp's own `readany` gives and leaves the reader as it leaves it: a new aiohttp that
+    keeps its StreamReader otherwise fails here."""
+    from actors._transport import _take_buffered
+
+    mine, theirs = _Protocol(), _Protocol()
+    fast, slow = _reader(mine), _reader(theirs)
+    for pieces in rounds:
+        for reader in (fast, slow):
+            for piece in pieces:
+                reader.begin_http_chunk_receiving()
+                reader.feed_data(piece)
+                reader.end_http_chunk_receiving()
+        assert _state(fast, mine) == _state(slow, theirs)
+        got = _take_buffered(fast) if len(pieces) > 1 else await fast.readany()
+        assert got == await slow.readany() == b"".join(pieces)
+        assert _state(fast, mine) == _state(slow, theirs)
+    for reader in (fast, slow):
+        reader.feed_eof()
+    assert await fast.readany() == await slow.readany() == b""
+
+
+async def test_a_failed_body_fails_the_buffered_take_as_readany() -> None:
+    from actors._transport import _take_buffered
+
+    reader = _reader(_Protocol())
+    for piece in (b"x", b"y"):
+        reader.begin_http_chunk_receiving()
+        reader.feed_data(piece)
+        reader.end_http_chunk_receiving()
+    reader.set_exception(aiohttp.ClientPayloadError("cut"))
+    with pytest.raises(aiohttp.ClientPayloadError):
+        _take_buffered(reader)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await reader.readany()
