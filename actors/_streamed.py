@@ -233,34 +233,26 @@ class StreamAttempt:
 
     async def _end(self, outcome: Outcome) -> None:
         if not self._done:
-            self._done = True
             self.outcome = outcome
-            self._alarm.close()
-            body = self._body
-            if body is not None:
-                self._body = None
-                if not body.close():
-                    await _aclose(body)
+            await self._let_go()
             self._ended(outcome, self._attempt)
 
     async def aclose(self) -> None:
         """Stop reading (the client left): the upstream response is closed, the slot freed.
         Nothing once the attempt ended."""
         if not self._done:
-            self._done = True
-            self._alarm.close()
-            body = self._body
-            if body is not None:
-                self._body = None
-                if not body.close():
-                    await _aclose(body)
+            await self._let_go()
             self._ended(None, self._attempt)
 
-
-async def _aclose(body: Body) -> None:
-    """The rest of a body's close that needs an await (not on aiohttp's pool), shielded."""
-    with anyio.CancelScope(shield=True):
-        await body.aclose()
+    async def _let_go(self) -> None:
+        """Done: the alarm stopped, the body closed (an await only for a body that needs
+        one: not on aiohttp's pool)."""
+        self._done = True
+        self._alarm.close()
+        body, self._body = self._body, None
+        if body is not None and not body.close():
+            with anyio.CancelScope(shield=True):
+                await body.aclose()
 
 
 class _Alarm:
