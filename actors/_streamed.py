@@ -34,7 +34,7 @@ import anyio
 
 from config import Deployment, Price
 
-from ._chat import Usage, request_decoder
+from ._chat import ChatCompletionChunk, Usage, request_decoder
 from ._cost import priced_chunk, usage_cost
 from ._exceptions import ProviderError
 from ._messages import Attempt, ChunkBatch, Failure, Outcome, Success, timed_out
@@ -108,12 +108,29 @@ class StreamAttempt:
         self.outcome: Outcome | None = None
         """How the attempt ended (None: still running, or closed before its end)."""
 
-    async def read(self) -> ChunkBatch | None:
-        """The chunks of the next upstream read (never empty), or None: the attempt ended."""
-        batch = None
-        with anyio.CancelScope() as scope:
-            batch = await self._read(scope)
-        return batch
+    @property
+    def started(self) -> bool:
+        """A content delta (a text, reasoning, refusal or tool-call delta) was read: the
+        commit point."""
+        return self._started
+
+    async def head(self) -> list[ChatCompletionChunk]:
+        """Read up to the first content delta (`started` is then true) or the attempt's end
+        (`outcome` then says how): the chunks read, in one list (maybe empty).
+
+        One cancel scope for the reads, as in `relay`: a read that completed as its deadline
+        passed ends it, and the next read (under a new one) times out by the clock.
+        """
+        chunks: list[ChatCompletionChunk] = []
+        while not self._done:
+            with anyio.CancelScope() as scope:
+                while (batch := await self._read(scope)) is not None:
+                    chunks += batch
+                    if self._started or scope.cancel_called:
+                        break
+            if self._started:
+                break
+        return chunks
 
     async def relay(self, emit: Callable[[ChunkBatch], Awaitable[object]]) -> None:
         """`read` to the end, each batch handed to `emit` as it comes (`emit` raising ends
@@ -124,6 +141,12 @@ class StreamAttempt:
         deadline passed (the scope is then spent) is handed over outside it, and the next
         read (under a new one) times out by the clock if it is still due.
         """
+        body = self._body
+        if body is not None and self._parser.ended() and body.at_end():
+            # Whole, and the body's end already in: nothing is left to wait for (nor to read
+            # for the answer), so no scope, no alarm and no read.
+            await self._end(self._success())
+            return
         while not self._done:
             late: ChunkBatch | None = None
             with anyio.CancelScope() as scope:
@@ -180,7 +203,10 @@ class StreamAttempt:
                     if not exc.partial:
                         raise
                     self._pending = self._failed(exc, self._start)  # after what it completed
-                    return tuple(exc.partial)  # type: ignore[arg-type]
+                    batch = tuple(exc.partial)  # type: ignore[arg-type]
+                    if not started:
+                        self._started = any(chunk.has_content() for chunk in batch)
+                    return batch
                 if batch:
                     batch = self._priced(batch)
                     if not started:

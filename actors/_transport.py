@@ -221,6 +221,10 @@ class BodyStream(httpx.AsyncByteStream):
         while (piece := await self.next_piece()) is not None:
             yield piece
 
+    def at_end(self) -> bool:
+        """Every piece was read and the body's end is in (no read would wait)."""
+        return self._content.at_eof()
+
     def close(self) -> bool:
         """Let go of the connection now: back to the pool if the body was read to its end,
         dropped otherwise (unread bytes would poison it). True: nothing is left to await."""

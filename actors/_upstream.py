@@ -36,6 +36,10 @@ class Body(Protocol):
         """The next piece as it arrives (maybe empty), None at the end; raises httpx's
         transport errors (`provider_error` classifies them)."""
 
+    def at_end(self) -> bool:
+        """Every piece was read and the body's end is in: the next read returns None without
+        waiting. False when not known."""
+
     def close(self) -> bool:
         """Close the response as far as can be done without waiting; False: `aclose` must
         still be awaited (shielded) to finish."""
@@ -146,6 +150,9 @@ class _Whole:
         piece, self._piece = self._piece, None
         return piece
 
+    def at_end(self) -> bool:
+        return self._piece is None
+
     def close(self) -> bool:
         return isinstance(self._response, Answer)  # nothing to close (it holds no stream)
 
@@ -169,6 +176,9 @@ class _Iterated:
             return await self._pieces.__anext__()
         except StopAsyncIteration:
             return None
+
+    def at_end(self) -> bool:
+        return False
 
     def close(self) -> bool:
         return False

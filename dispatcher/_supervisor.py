@@ -299,14 +299,11 @@ class Supervisor:
         opened = await actor.stream(attempt, turn)
         if isinstance(opened, Failure):  # its deadline passed in the inbox, or it stopped
             return opened
-        first: list[ChatCompletionChunk] = []
-        # `read` closes the attempt itself when it ends or is cancelled.
-        while (batch := await opened.read()) is not None:
-            first += batch
-            for chunk in batch:  # a loop, not any(...): this runs per stream
-                if chunk.has_content():
-                    self.metrics.first_token(context.group, actor.name, monotonic() - started)
-                    return self._committed(actor, context, first, opened)
+        # `head` closes the attempt itself when it ends or is cancelled.
+        first = await opened.head()
+        if opened.started:
+            self.metrics.first_token(context.group, actor.name, monotonic() - started)
+            return self._committed(actor, context, first, opened)
         # The attempt ended before any content: its outcome decides.
         outcome = opened.outcome
         assert outcome is not None
