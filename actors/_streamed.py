@@ -132,9 +132,11 @@ class StreamAttempt:
                 break
         return chunks
 
-    async def relay(self, emit: Callable[[ChunkBatch], Awaitable[object]]) -> None:
-        """`read` to the end, each batch handed to `emit` as it comes (`emit` raising ends
-        nothing: the caller's `aclose` does).
+    async def relay(self, emit: Callable[[ChunkBatch], Awaitable[object] | None]) -> None:
+        """`read` to the end, each batch handed to `emit` as it comes, and what it returns
+        awaited (None: nothing to wait for). `emit` raising ends nothing: the caller's
+        `aclose` does. (`emit` is no coroutine function: each layer between a read and the
+        client's write would be a coroutine built and run per read.)
 
         One cancel scope for the reads rather than one a read: the alarm cancels it only
         while an upstream read waits, not while `emit` runs. A read that completed as its
@@ -154,9 +156,10 @@ class StreamAttempt:
                     if scope.cancel_called:
                         late = batch
                         break
-                    await emit(batch)
-            if late is not None:
-                await emit(late)
+                    if (sent := emit(batch)) is not None:
+                        await sent
+            if late is not None and (sent := emit(late)) is not None:
+                await sent
 
     async def _read(self, scope: anyio.CancelScope) -> ChunkBatch | None:
         """`read` under `scope`, which the alarm cancels once an upstream wait is past its

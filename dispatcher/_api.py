@@ -8,7 +8,7 @@ Everything behind this module is HTTP-agnostic; only `_errors` knows statuses.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import anyio
@@ -245,18 +245,21 @@ class _StreamOut:
         finally:
             drain.unwatch(watch)
 
-    async def _emit(self, batch: list[ChatCompletionChunk | ErrorChunk]) -> None:
+    def _emit(
+        self, batch: Sequence[ChatCompletionChunk | ErrorChunk], last: bool
+    ) -> Awaitable[None] | None:
         # The last chunks go out with [DONE] in one write, as soon as the provider's own
         # end marker came (the rest of its body, read after, holds nothing for the client).
+        # The write itself is returned, not awaited: no coroutine of ours per read.
         if self._done:
-            return
-        stream = self.stream
-        if stream.ended or stream.whole:
+            return None
+        if last:
             self._done = True
-            await self._send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
-        elif batch:
+            return self._send({"type": "http.response.body", "body": sse_body(batch) + _DONE})
+        if batch:
             body = sse_body(batch)
-            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+            return self._send({"type": "http.response.body", "body": body, "more_body": True})
+        return None
 
     async def after(self, watch: anyio.CancelScope, drain: Drain) -> None:
         stream = self.stream

@@ -77,36 +77,43 @@ class ChunkStream:
     def first(self) -> list[ChatCompletionChunk | ErrorChunk]:
         """The chunks read up to the commit point as the client sees them (maybe none);
         with the stream's end (`ended`) if the attempt ended there."""
-        visible = self._visible(self._first)
+        visible: list[ChatCompletionChunk | ErrorChunk] = [*self._visible(self._first)]
         self._first = []
         if self._attempt.outcome is not None:
             visible += self._end()
         return visible
 
     async def relay(
-        self, emit: Callable[[list[ChatCompletionChunk | ErrorChunk]], Awaitable[object]]
+        self,
+        emit: Callable[
+            [Sequence[ChatCompletionChunk | ErrorChunk], bool], Awaitable[object] | None
+        ],
     ) -> None:
-        """Hand each batch of chunks to `emit` as the client sees them (maybe none), from the
-        `first` to the last (`ended` is then true); an error chunk ends a failure.
+        """Hand each batch of chunks to `emit(chunks, last)` as the client sees them (maybe
+        none), from the `first` to the last (`ended` is then true); an error chunk ends a
+        failure. `last`: the stream ended or is `whole` (what follows holds nothing for the
+        client). What `emit` returns is awaited (None: nothing to wait for).
 
         The reads run in the attempt's own loop (`StreamAttempt.relay`: one cancel scope for
         them all, its deadline moved per read); closing the stream (`aclose`, the relay's
         `finally`) ends it early.
         """
-        await emit(self.first())
+        chunks = self.first()
+        if (sent := emit(chunks, self.ended or self.whole)) is not None:
+            await sent
         if self.ended:
             return
         attempt = self._attempt
 
-        async def visible(batch: ChunkBatch) -> None:
+        def visible(batch: ChunkBatch) -> Awaitable[object] | None:
             chunks = self._visible(batch)
             if attempt.outcome is not None:
-                chunks += self._end()
-            await emit(chunks)
+                return emit([*chunks, *self._end()], True)
+            return emit(chunks, attempt.whole)
 
         await attempt.relay(visible)
-        if not self.ended:
-            await emit(self._end())
+        if not self.ended and (sent := emit(self._end(), True)) is not None:
+            await sent
 
     def _end(self) -> list[ChatCompletionChunk | ErrorChunk]:
         self.ended = True
@@ -118,11 +125,17 @@ class ChunkStream:
             return [_error_chunk(outcome, self._last, self.deployment)]
         return []
 
-    def _visible(
-        self, batch: Sequence[ChatCompletionChunk]
-    ) -> list[ChatCompletionChunk | ErrorChunk]:
-        """Chunks as the client asked for them: usage only with include_usage."""
-        visible: list[ChatCompletionChunk | ErrorChunk]
+    def _visible(self, batch: Sequence[ChatCompletionChunk]) -> Sequence[ChatCompletionChunk]:
+        """Chunks as the client asked for them: usage only with include_usage. The batch
+        itself when it has only chunks with choices and no usage (the usual), no copy."""
+        for chunk in batch:  # a plain loop: this runs per read
+            if chunk.usage or not chunk.choices:
+                break
+        else:
+            if batch:
+                self._last = batch[-1]
+            return batch
+        visible: list[ChatCompletionChunk]
         if self._include_usage:
             visible = [chunk for chunk in batch if chunk.choices or chunk.usage]
         else:
@@ -132,7 +145,7 @@ class ChunkStream:
                 if chunk.choices
             ]
         if visible:
-            self._last = visible[-1]  # type: ignore[assignment]  # chunks of the attempt only
+            self._last = visible[-1]
         return visible
 
     def stopped_chunk(self) -> ErrorChunk:
