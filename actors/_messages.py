@@ -9,6 +9,8 @@ shutting down (a cancelled attempt ends in the cancellation instead).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from msgspec import Struct
 
 from ._chat import ChatCompletion, ChatCompletionChunk, Usage
@@ -41,7 +43,7 @@ class Failure(Struct, frozen=True, kw_only=True):
 
 
 Outcome = Success | Failure
-ChunkBatch = tuple[ChatCompletionChunk, ...]
+ChunkBatch = Sequence[ChatCompletionChunk]
 """The chunks one upstream read completed, handed on together."""
 
 

@@ -193,15 +193,19 @@ class StreamAttempt:
                 if now >= deadline:
                     await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
                     break
-                alarm.wait(scope, deadline)
+                # alarm.wait(scope, deadline), inlined: this runs per read.
+                alarm.scope = scope
+                alarm.due = deadline
+                if deadline < alarm.at:
+                    alarm.arm(deadline)
                 piece = await body.next_piece()
                 alarm.due = math.inf
                 if piece is None:
-                    batch = self._priced(tuple(self._parser.close()))
+                    batch = self._priced(self._parser.close())
                     await self._end(self._success())
                     return batch or None
                 try:
-                    batch = tuple(self._parser.feed(piece))
+                    batch = self._parser.feed(piece)  # a new list: handed on, not copied
                 except ProviderError as exc:
                     if not exc.partial:
                         raise
@@ -211,7 +215,10 @@ class StreamAttempt:
                         self._started = any(chunk.has_content() for chunk in batch)
                     return batch
                 if batch:
-                    batch = self._priced(batch)
+                    for chunk in batch:  # `_priced` only for a batch with usage (rare)
+                        if chunk.usage:
+                            batch = self._priced(batch)
+                            break
                     if not started:
                         self._started = any(chunk.has_content() for chunk in batch)
                     return batch
@@ -251,7 +258,7 @@ class StreamAttempt:
     def _priced(self, batch: ChunkBatch) -> ChunkBatch:
         """`batch` with the cost of each usage it carries (usage is cumulative: the last
         usage chunk of the stream carries the answer's cost), which is kept as the answer's."""
-        for chunk in batch:  # a plain loop: cheaper than any() over a generator, per read
+        for chunk in batch:  # a plain loop: cheaper than any() over a generator
             if chunk.usage:
                 break
         else:
@@ -287,12 +294,13 @@ class StreamAttempt:
 class _Alarm:
     """Cancels the scope of a stream's waiting read once that wait is `due` (module doc)."""
 
-    __slots__ = ("_at", "_handle", "_loop", "due", "scope")
+    __slots__ = ("_handle", "_loop", "at", "due", "scope")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._handle: asyncio.TimerHandle | None = None
-        self._at = math.inf  # when the timer fires
+        self.at = math.inf
+        """When the timer fires (inf: not armed)."""
         self.due = math.inf
         """The waiting read's deadline (on the loop's clock); inf: no read waits."""
         self.scope: anyio.CancelScope | None = None
@@ -301,18 +309,19 @@ class _Alarm:
         """A read is about to wait under `scope` until `due` (set `due` back to inf after)."""
         self.scope = scope
         self.due = due
-        if due < self._at:
-            self._arm(due)
+        if due < self.at:
+            self.arm(due)
 
-    def _arm(self, at: float) -> None:
+    def arm(self, at: float) -> None:
+        """(Re-)arm the timer for `at`."""
         if self._handle is not None:
             self._handle.cancel()
         self._handle = self._loop.call_at(at, self._fire)
-        self._at = at
+        self.at = at
 
     def _fire(self) -> None:
         self._handle = None
-        self._at = math.inf
+        self.at = math.inf
         due = self.due
         if due == math.inf:
             return  # no read waits: the next one arms it again
@@ -320,7 +329,7 @@ class _Alarm:
             assert self.scope is not None
             self.scope.cancel()
         else:
-            self._arm(due)
+            self.arm(due)
 
     def close(self) -> None:
         self.due = math.inf
@@ -328,4 +337,4 @@ class _Alarm:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-            self._at = math.inf
+            self.at = math.inf
