@@ -220,7 +220,10 @@ class StreamAttempt:
                             batch = self._priced(batch)
                             break
                     if not started:
-                        self._started = any(chunk.has_content() for chunk in batch)
+                        for chunk in batch:  # a loop, not any(...) over a generator
+                            if chunk.has_content():
+                                self._started = True
+                                break
                     return batch
                 # Keep-alives or part of an event: a read that was already buffered does not
                 # yield, and a cancellation could not reach the loop.

@@ -38,6 +38,22 @@ class ErrorChunk(msgspec.Struct, frozen=True, kw_only=True):
 class ChunkStream:
     """The rest of a committed attempt's chunks, then its outcome."""
 
+    __slots__ = (
+        "_attempt",
+        "_finish",
+        "_finished",
+        "_first",
+        "_include_usage",
+        "_last",
+        "attempts",
+        "deployment",
+        "dropped_params",
+        "ended",
+        "group",
+        "outcome",
+        "usage",
+    )
+
     def __init__(
         self,
         *,
