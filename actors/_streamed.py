@@ -144,7 +144,7 @@ class StreamAttempt:
         read (under a new one) times out by the clock if it is still due.
         """
         body = self._body
-        if body is not None and self._parser.ended() and body.at_end():
+        if body is not None and self._pending is None and self._parser.ended() and body.at_end():
             # Whole, and the body's end already in: nothing is left to wait for (nor to read
             # for the answer), so no scope, no alarm and no read.
             await self._end(self._success())
