@@ -1,9 +1,10 @@
 """A streamed attempt, read piece by piece in the task of the request that made it.
 
-There is no worker and no buffer between the provider and the reader: each `read`
+There is no worker and no buffer between the provider and the reader: each read
 awaits the next upstream piece in the caller's own task, under a cancel scope that
-an alarm cancels once the stream's deadline for that piece passed (`relay`, the
-committed stream's loop, keeps one scope for all its reads):
+an alarm cancels once the stream's deadline for that piece passed (`head`, up to the
+commit point, and `relay`, the committed stream's loop, each keep one scope for all
+their reads):
 
 - the first content (a text, refusal or tool-call delta) within
   first_token_timeout_s of the attempt's start, whatever comes before it (role
@@ -43,10 +44,10 @@ from .providers import Adapter
 
 
 class StreamAttempt:
-    """One streamed attempt holding its deployment's slot: `read()` until it returns
-    None, then `outcome` says how it ended; `aclose()` (idempotent) lets go early, and
-    always closes the upstream response. An attempt closed before its end is not
-    recorded against the deployment."""
+    """One streamed attempt holding its deployment's slot: `head()` up to the first
+    content, then `relay()` to the end, and `outcome` says how it ended; `aclose()`
+    (idempotent) lets go early, and always closes the upstream response. An attempt
+    closed before its end is not recorded against the deployment."""
 
     __slots__ = (
         "_adapter",
@@ -104,7 +105,7 @@ class StreamAttempt:
         self._pending: Failure | None = None
         self._done = False
         self.dropped_params: tuple[str, ...] = ()
-        """What the provider request left out, once the first `read` built it."""
+        """What the provider request left out, once the first read built it."""
         self.outcome: Outcome | None = None
         """How the attempt ended (None: still running, or closed before its end)."""
 
@@ -133,7 +134,7 @@ class StreamAttempt:
         return chunks
 
     async def relay(self, emit: Callable[[ChunkBatch], Awaitable[object] | None]) -> None:
-        """`read` to the end, each batch handed to `emit` as it comes, and what it returns
+        """Read to the end, each batch handed to `emit` as it comes, and what it returns
         awaited (None: nothing to wait for). `emit` raising ends nothing: the caller's
         `aclose` does. (`emit` is no coroutine function: each layer between a read and the
         client's write would be a coroutine built and run per read.)
@@ -162,10 +163,11 @@ class StreamAttempt:
                 await sent
 
     async def _read(self, scope: anyio.CancelScope) -> ChunkBatch | None:
-        """`read` under `scope`, which the alarm cancels once an upstream wait is past its
-        deadline (the read timed out: raised once the outcome is recorded). One frame for
-        all the steps, the provider's request and the body's reads included: each
-        resumption of the request's task walks every frame on its stack."""
+        """The next read's chunks (never empty; None: the attempt ended) under `scope`,
+        which the alarm cancels once an upstream wait is past its deadline (the read timed
+        out: raised once the outcome is recorded). One frame for all the steps, the
+        provider's request and the body's reads included: each resumption of the request's
+        task walks every frame on its stack."""
         alarm = self._alarm
         try:
             while not self._done:
@@ -242,7 +244,8 @@ class StreamAttempt:
     @property
     def whole(self) -> bool:
         """The provider's end marker was read: the answer is whole. The attempt still reads
-        the body to its end (`read` until None); whatever fails there fails nothing."""
+        the body to its end (`relay`; no read when that end is in already); whatever fails
+        there fails nothing."""
         return self._parser.ended()
 
     def _unless_whole(self, failure: Failure) -> Outcome:

@@ -87,7 +87,7 @@ class ChunkStream:
     @property
     def whole(self) -> bool:
         """The provider's end marker was read: the client may have its [DONE] now; what is
-        left to `read` (to the end of the upstream body) holds nothing for it."""
+        left to read (to the end of the upstream body) holds nothing for it."""
         return self._attempt.whole
 
     def first(self) -> list[ChatCompletionChunk | ErrorChunk]:
