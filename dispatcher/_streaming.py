@@ -111,8 +111,8 @@ class ChunkStream:
         client). What `emit` returns is awaited (None: nothing to wait for).
 
         The reads run in the attempt's own loop (`StreamAttempt.relay`: one cancel scope for
-        them all, its deadline moved per read); closing the stream (`aclose`, the relay's
-        `finally`) ends it early.
+        them all, which the attempt's alarm cancels when a read is late); closing the stream
+        (`aclose`, the relay's `finally`) ends it early.
         """
         chunks = self.first()
         if (sent := emit(chunks, self.ended or self.whole)) is not None:
