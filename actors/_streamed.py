@@ -195,11 +195,7 @@ class StreamAttempt:
                 if now >= deadline:
                     await self._end(self._unless_whole(timed_out(monotonic() - self._start)))
                     break
-                # alarm.wait(scope, deadline), inlined: this runs per read.
-                alarm.scope = scope
-                alarm.due = deadline
-                if deadline < alarm.at:
-                    alarm.arm(deadline)
+                alarm.wait(scope, deadline)
                 piece = await body.next_piece()
                 alarm.due = math.inf
                 if piece is None:
@@ -212,15 +208,9 @@ class StreamAttempt:
                     if not exc.partial:
                         raise
                     self._pending = self._failed(exc, self._start)  # after what it completed
-                    batch = tuple(exc.partial)  # type: ignore[arg-type]
-                    if not started:
-                        self._started = any(chunk.has_content() for chunk in batch)
-                    return batch
+                    batch = exc.partial  # type: ignore[assignment]  # chunks, as `feed`'s
                 if batch:
-                    for chunk in batch:  # `_priced` only for a batch with usage (rare)
-                        if chunk.usage:
-                            batch = self._priced(batch)
-                            break
+                    batch = self._priced(batch)
                     if not started:
                         for chunk in batch:  # a loop, not any(...) over a generator
                             if chunk.has_content():
@@ -300,13 +290,12 @@ class StreamAttempt:
 class _Alarm:
     """Cancels the scope of a stream's waiting read once that wait is `due` (module doc)."""
 
-    __slots__ = ("_handle", "_loop", "at", "due", "scope")
+    __slots__ = ("_at", "_handle", "_loop", "due", "scope")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._handle: asyncio.TimerHandle | None = None
-        self.at = math.inf
-        """When the timer fires (inf: not armed)."""
+        self._at = math.inf  # when the timer fires (inf: not armed)
         self.due = math.inf
         """The waiting read's deadline (on the loop's clock); inf: no read waits."""
         self.scope: anyio.CancelScope | None = None
@@ -315,19 +304,18 @@ class _Alarm:
         """A read is about to wait under `scope` until `due` (set `due` back to inf after)."""
         self.scope = scope
         self.due = due
-        if due < self.at:
-            self.arm(due)
+        if due < self._at:
+            self._arm(due)
 
-    def arm(self, at: float) -> None:
-        """(Re-)arm the timer for `at`."""
+    def _arm(self, at: float) -> None:
         if self._handle is not None:
             self._handle.cancel()
         self._handle = self._loop.call_at(at, self._fire)
-        self.at = at
+        self._at = at
 
     def _fire(self) -> None:
         self._handle = None
-        self.at = math.inf
+        self._at = math.inf
         due = self.due
         if due == math.inf:
             return  # no read waits: the next one arms it again
@@ -335,7 +323,7 @@ class _Alarm:
             assert self.scope is not None
             self.scope.cancel()
         else:
-            self.arm(due)
+            self._arm(due)
 
     def close(self) -> None:
         self.due = math.inf
@@ -343,4 +331,4 @@ class _Alarm:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-            self.at = math.inf
+            self._at = math.inf

@@ -274,8 +274,8 @@ def _take_buffered(content: aiohttp.StreamReader) -> bytes:
 
 class Answer:
     """A provider's answer from `AiohttpTransport.exchange`: what the actor reads of an
-    `httpx.Response` (status_code, headers, content, is_success, stream, aread, aiter_raw,
-    aclose), without building one. `content` is there once the body was read whole, else
+    `httpx.Response` (status_code, headers, content, is_success, stream, aread, aclose),
+    without building one. `content` is there once the body was read whole, else
     `stream` reads it."""
 
     __slots__ = ("_body", "headers", "status_code", "stream")
@@ -312,14 +312,6 @@ class Answer:
             assert self.stream is not None
             self._body = b"".join([piece async for piece in self.stream])
         return self._body
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        if self._body is not None:
-            yield self._body
-            return
-        assert self.stream is not None
-        async for piece in self.stream:
-            yield piece
 
     async def aclose(self) -> None:
         if self.stream is not None:

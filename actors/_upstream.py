@@ -107,8 +107,9 @@ class Upstream:
         if response.is_stream_consumed:  # e.g. read whole: a JSON answer, a test transport
             return _Whole(response)
         stream = response.stream
-        if isinstance(stream, BodyStream):
+        if isinstance(stream, BodyStream):  # aiohttp's pool: an Answer's always is
             return stream
+        assert isinstance(response, httpx.Response)
         return _Iterated(response)
 
     def _url(self, url: str) -> httpx.URL:
@@ -165,7 +166,7 @@ class _Iterated:
 
     __slots__ = ("_pieces", "_response")
 
-    def __init__(self, response: httpx.Response | Answer) -> None:
+    def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self._pieces: AsyncIterator[bytes] | None = None
 
