@@ -148,6 +148,20 @@ async def test_a_big_answer_under_the_limit_is_served(tmp_path: Path) -> None:
     assert answer == "a" * (3 << 20)
 
 
+async def _two_streams(primary: OpenAIFake, text: str, tmp_path: Path) -> list[list[Any]]:
+    """The events of two streamed requests, one after the other, to a daemon on `primary`
+    (its script: one directive per request)."""
+    async with serve_app(primary) as url, running_daemon(text.format(u=url), tmp_path) as daemon:
+        body = chat_json("primary", "hi", stream=True)
+        got = []
+        async with uds_client(daemon) as client:
+            for _ in range(2):
+                with anyio.fail_after(10):
+                    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                        got.append(await events(r))
+    return got
+
+
 async def test_keepalives_do_not_hold_a_committed_stream_past_the_budget(tmp_path: Path) -> None:
     """After content, pings keep a stream alive (idle_timeout_s is reset by any bytes) but
     never past the attempt's budget; a line that never ends is cut by the event limit.
@@ -159,14 +173,7 @@ async def test_keepalives_do_not_hold_a_committed_stream_past_the_budget(tmp_pat
         endless_sse_line(content),
     )
     text = config("{u}", "{u}", "timeout_s = 0.5", "idle_timeout_s = 0.2")
-    async with serve_app(primary) as url, running_daemon(text.format(u=url), tmp_path) as daemon:
-        body = chat_json("primary", "hi", stream=True)
-        got = []
-        async with uds_client(daemon) as client:
-            for _ in range(2):
-                with anyio.fail_after(10):
-                    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-                        got.append(await events(r))
+    got = await _two_streams(primary, text, tmp_path)
     for answer, code in zip(got, ["timeout", "server_error"], strict=True):
         assert answer[-1] == "[DONE]"
         assert answer[-2]["choices"][0]["finish_reason"] == "error"
@@ -187,14 +194,7 @@ async def test_after_content_only_the_idle_timeout_bounds_a_wait(tmp_path: Path)
         stream(content, anyio.Event()),  # content, then silence
     )  # fmt: skip
     text = config("{u}", "{u}", "first_token_timeout_s = 0.2", "idle_timeout_s = 0.6")
-    async with serve_app(primary) as url, running_daemon(text.format(u=url), tmp_path) as daemon:
-        body = chat_json("primary", "hi", stream=True)
-        got = []
-        async with uds_client(daemon) as client:
-            for _ in range(2):
-                with anyio.fail_after(10):
-                    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
-                        got.append(await events(r))
+    got = await _two_streams(primary, text, tmp_path)
     paused, stalled = got
     assert paused[-1] == "[DONE]"
     deltas = [e["choices"][0] for e in paused[:-1] if e["choices"]]
